@@ -1,0 +1,5 @@
+"""The API surface: controllers, actions and their HTTP routes, core and plugin ones alike."""
+
+from .base import Action, ApiTable, Controller, HttpRoute
+
+__all__ = ["Action", "ApiTable", "Controller", "HttpRoute"]

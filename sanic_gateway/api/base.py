@@ -1,0 +1,92 @@
+"""Controllers and actions as the funnel and the protocols see them, built once at start."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import errors
+from ..request import Request
+
+ActionCall = Callable[[Request], Awaitable[Any]]
+HTTP_VERBS = ("get", "post", "put", "patch", "delete", "head")
+
+
+@dataclass(frozen=True)
+class HttpRoute:
+    """`verb` in lower case; `path` Kuzzle-style, `:name` segments becoming `args.name`."""
+
+    verb: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Action:
+    """One API action; its event names are computed here once, not per request."""
+
+    controller: str
+    name: str
+    call: ActionCall = field(compare=False, repr=False)
+    http: tuple[HttpRoute, ...] = ()
+    plugin: str | None = None  # None: a core action
+    before: str = field(init=False, compare=False, repr=False)
+    after: str = field(init=False, compare=False, repr=False)
+    error: str = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        suffix = self.name[:1].upper() + self.name[1:]
+        object.__setattr__(self, "before", f"{self.controller}:before{suffix}")
+        object.__setattr__(self, "after", f"{self.controller}:after{suffix}")
+        object.__setattr__(self, "error", f"{self.controller}:error{suffix}")
+
+    @property
+    def events(self) -> tuple[str, str, str]:
+        return (self.before, self.after, self.error)
+
+
+@dataclass
+class Controller:
+    name: str
+    actions: dict[str, Action]
+
+
+class ApiTable:
+    """Every controller of the running gateway: core ones first, then plugins' in file order."""
+
+    def __init__(self) -> None:
+        self.controllers: dict[str, Controller] = {}
+
+    def add(self, controller: Controller) -> None:
+        if controller.name in self.controllers:
+            raise ValueError(f"controller {controller.name!r} is declared twice")
+        self.controllers[controller.name] = controller
+
+    def get(self, controller: str | None, action: str | None) -> Action:
+        """The action named by a request, or the catalogued 404 a client should see."""
+        ctrl = self.controllers.get(controller or "")
+        if ctrl is None:
+            raise errors.get("api.process.controller_not_found", controller)
+        found = ctrl.actions.get(action or "")
+        if found is None:
+            raise errors.get("api.process.action_not_found", controller, action)
+        return found
+
+    def actions(self) -> Iterator[Action]:
+        for ctrl in self.controllers.values():
+            yield from ctrl.actions.values()
+
+    def public_api(self) -> dict[str, dict[str, Any]]:
+        """Kuzzle's `server:publicApi` shape, which Kuzzle's SDK reads to build its HTTP URLs."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, ctrl in self.controllers.items():
+            actions: dict[str, Any] = {}
+            for action in ctrl.actions.values():
+                entry: dict[str, Any] = {"action": action.name, "controller": name}
+                if action.http:
+                    entry["http"] = [
+                        {"path": r.path, "url": r.path, "verb": r.verb.upper()} for r in action.http
+                    ]
+                actions[action.name] = entry
+            out[name] = actions
+        return out

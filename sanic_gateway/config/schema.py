@@ -1,0 +1,196 @@
+"""The Cerberus schema of gateway.yaml (SPEC section 3): data only, the checks live in validate.py.
+
+Conventions: every mapping with known keys sets `allow_unknown` explicitly, because Cerberus
+otherwise inherits it from the parent (a custom protocol's leniency would leak into `http`).
+`meta.expects` words a type error for the user where the bare type would mislead.
+`coerce` names refer to `_normalize_coerce_<name>` methods of the validator in validate.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Rules = dict[str, Any]
+
+
+def _mapping(fields: dict[str, Rules], **extra: Any) -> Rules:
+    return {"type": "dict", "schema": fields, "allow_unknown": False, **extra}
+
+
+def _free_mapping(**extra: Any) -> Rules:
+    """A mapping whose content is the user's (a plugin's `config`, a role): kept as is."""
+    return {"type": "dict", "allow_unknown": True, **extra}
+
+
+def _string(**extra: Any) -> Rules:
+    return {"type": "string", **extra}
+
+
+def _optional_string() -> Rules:
+    return {"type": "string", "nullable": True, "default": None}
+
+
+def _boolean(default: bool) -> Rules:
+    return {"type": "boolean", "default": default}
+
+
+def _duration(default: float) -> Rules:
+    return {"type": "float", "coerce": "duration", "default": default,
+            "meta": {"expects": "a duration (e.g. 500ms, 5s, 1h)"}}
+
+
+def _size(default: int) -> Rules:
+    return {"type": "integer", "coerce": "size", "default": default,
+            "meta": {"expects": "a size (e.g. 512KB, 1MB)"}}
+
+
+def _port(default: int) -> Rules:
+    return {"type": "integer", "min": 0, "max": 65535, "default": default}
+
+
+def _function_name(**extra: Any) -> Rules:
+    return {"type": "string", "meta": {"expects": "a function name"}, **extra}
+
+
+BUILTIN_PROTOCOLS = ("http", "websocket", "mqtt")
+
+PROTOCOLS: dict[str, Rules] = {
+    "http": _mapping({"enabled": _boolean(True)}, default={}),
+    "websocket": _mapping(
+        {"enabled": _boolean(True), "idle_timeout": _duration(60.0)}, default={}),
+    "mqtt": _mapping(
+        {"enabled": _boolean(False), "port": _port(1883), "allow_pubsub": _boolean(False)},
+        default={}),
+}
+
+# Any other name under server.protocols is a custom protocol; its other options are its own.
+CUSTOM_PROTOCOL = _mapping(
+    {"module": _string(), "path": _string(), "enabled": _boolean(True)}, allow_unknown=True)
+
+SERVER = _mapping(
+    {
+        "host": _string(default="127.0.0.1"),
+        "port": _port(7512),
+        "workers": {"type": "integer", "min": 1, "default": 1},
+        "max_request_size": _size(1048576),
+        "protocols": _mapping(PROTOCOLS, allow_unknown=CUSTOM_PROTOCOL, default={}),
+    },
+    default={},
+)
+
+LIMITS = _mapping(
+    {
+        "pipe_timeout": _duration(5.0),
+        "pipe_warn_time": _duration(0.5),
+        "max_concurrent_pipes": {"type": "integer", "min": 1, "default": 50},
+        "pipes_buffer_size": {"type": "integer", "min": 0, "default": 50000},
+        "login_attempts_per_second": {"type": "integer", "min": 0, "default": 1},
+        "request_timeout": _duration(60.0),
+    },
+    default={},
+)
+
+STORAGE = _string(default="sqlite:///./data/gateway.db", check_with="storage_url")
+
+CLUSTER = _mapping(
+    {"redis": {"type": "string", "nullable": True, "default": None, "coerce": "empty_to_none",
+               "check_with": "redis_url"}},
+    default={},
+)
+
+OAUTH2 = _mapping({
+    "server_metadata_url": _optional_string(),
+    "authorize_url": _optional_string(),
+    "access_token_url": _optional_string(),
+    "userinfo_url": _optional_string(),
+    "jwks_uri": _optional_string(),
+    "client_id": _optional_string(),
+    "client_secret": _optional_string(),
+    "scope": _string(default="openid email profile"),
+    "kuid_claim": _string(default="sub"),
+    "profiles": {"type": "list", "schema": _string(), "default": ["default"]},
+    "success_redirect": _optional_string(),
+    "timeout": _duration(10.0),
+})
+
+AUTH = _mapping(
+    {
+        "jwt": _mapping(
+            {
+                "secret": _string(default=""),
+                "algorithm": _string(default="HS256", allowed=["HS256", "HS384", "HS512"]),
+                "expires_in": _duration(3600.0),
+                "max_ttl": {**_duration(-1.0), "coerce": "duration_or_unlimited",
+                            "meta": {"expects": "a duration (e.g. 1h) or -1 for unlimited"}},
+            },
+            default={},
+        ),
+        "strategies": _mapping(
+            {"local": _mapping({})},
+            allow_unknown=_mapping({"oauth2": OAUTH2}),
+            default={"local": {}},
+        ),
+    },
+    default={},
+)
+
+SECURITY = _mapping(
+    {
+        section: {"type": "dict", "default": {}, "valuesrules": _free_mapping()}
+        for section in ("roles", "profiles", "users")
+    },
+    default={},
+)
+
+# hooks and pipes: `event: function` or `event: [function, ...]`, normalized to lists.
+EVENT_LISTENERS = {
+    "type": "dict",
+    "default": {},
+    "valuesrules": {"type": "list", "coerce": "listify", "schema": _function_name(),
+                    "meta": {"expects": "a function name or a list of function names"}},
+}
+
+ROUTE = _mapping({
+    "verb": _string(required=True, coerce="lower",
+                    allowed=["get", "post", "put", "patch", "delete", "head"]),
+    "url": _string(required=True),
+    "controller": _string(required=True),
+    "action": _string(required=True),
+})
+
+STRATEGY_METHODS = _mapping({
+    **{name: _function_name(required=True)
+       for name in ("exists", "create", "update", "delete", "validate", "verify")},
+    **{name: _function_name() for name in ("getInfo", "getById", "afterRegister")},
+}, required=True)
+
+PLUGIN_STRATEGY = _mapping({
+    "fields": {"type": "list", "schema": _string(), "default": []},
+    "config": _free_mapping(default={}),
+    "methods": STRATEGY_METHODS,
+})
+
+PLUGIN = _mapping({
+    "module": _string(),
+    "path": _string(),
+    "entry_point": _string(),
+    "config": _free_mapping(default={}),
+    "threads": {"type": "integer", "min": 0, "default": 0},
+    "hooks": EVENT_LISTENERS,
+    "pipes": EVENT_LISTENERS,
+    "controllers": {"type": "dict", "default": {},
+                    "valuesrules": {"type": "dict", "valuesrules": _function_name(),
+                                    "meta": {"expects": "a mapping of action: function"}}},
+    "routes": {"type": "list", "default": [], "schema": ROUTE},
+    "strategies": {"type": "dict", "default": {}, "valuesrules": PLUGIN_STRATEGY},
+})
+
+SCHEMA: dict[str, Rules] = {
+    "server": SERVER,
+    "limits": LIMITS,
+    "storage": STORAGE,
+    "cluster": CLUSTER,
+    "auth": AUTH,
+    "security": SECURITY,
+    "plugins": {"type": "dict", "default": {}, "valuesrules": PLUGIN},
+}

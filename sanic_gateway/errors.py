@@ -1,0 +1,250 @@
+"""The one place for errors: the classes a client can receive, and the catalogue of their ids.
+
+Each class carries its HTTP status. Each error sent on the wire has an id `domain.subdomain.name`
+and a numeric code computed as Kuzzle does (`domain << 24 | subdomain << 16 | error`), so that
+Kuzzle's SDKs and docs keep their meaning. Raise catalogued errors with `get("api.assert.x", ...)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    """Base of every error a client may receive. `status` is the HTTP status."""
+
+    status = 500
+    default_id = "core.fatal.unexpected_error"
+
+    def __init__(
+        self,
+        message: str = "",
+        id: str | None = None,  # noqa: A002 - the wire name
+        code: int | None = None,
+        props: list[Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message or self.__class__.__name__
+        self.id = id or self.default_id
+        self.code = code if code is not None else CODES.get(self.id, 0)
+        self.props = props
+
+    def to_dict(self, *, stack: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "code": self.code,
+            "message": self.message,
+            "status": self.status,
+        }
+        if self.props:
+            out["props"] = self.props
+        if stack:
+            out["stack"] = stack
+        return out
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.id}: {self.message})"
+
+
+class BadRequestError(GatewayError):
+    status = 400
+    default_id = "api.assert.bad_request"
+
+
+class UnauthorizedError(GatewayError):
+    status = 401
+    default_id = "security.rights.unauthorized"
+
+
+class ForbiddenError(GatewayError):
+    status = 403
+    default_id = "security.rights.forbidden"
+
+
+class NotFoundError(GatewayError):
+    status = 404
+    default_id = "api.process.not_found"
+
+
+class PreconditionError(GatewayError):
+    status = 412
+    default_id = "api.process.precondition_failed"
+
+
+class SizeLimitError(GatewayError):
+    status = 413
+    default_id = "api.assert.size_limit"
+
+
+class TooManyRequestsError(GatewayError):
+    status = 429
+    default_id = "api.process.too_many_requests"
+
+
+class InternalError(GatewayError):
+    status = 500
+    default_id = "core.fatal.unexpected_error"
+
+
+class PluginImplementationError(GatewayError):
+    status = 500
+    default_id = "plugin.runtime.unexpected_error"
+
+
+class ServiceUnavailableError(GatewayError):
+    status = 503
+    default_id = "core.fatal.service_unavailable"
+
+
+class GatewayTimeoutError(GatewayError):
+    status = 504
+    default_id = "core.fatal.timeout"
+
+
+CLASSES: dict[str, type[GatewayError]] = {
+    cls.__name__: cls
+    for cls in (
+        GatewayError,
+        BadRequestError,
+        UnauthorizedError,
+        ForbiddenError,
+        NotFoundError,
+        PreconditionError,
+        SizeLimitError,
+        TooManyRequestsError,
+        InternalError,
+        PluginImplementationError,
+        ServiceUnavailableError,
+        GatewayTimeoutError,
+    )
+}
+
+# domain: (code, {subdomain: (code, {name: (code, class name, message template)})})
+# Codes follow Kuzzle's catalogue where Kuzzle has the same error; ids of our own come after.
+_CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, str]]]]]] = {
+    "core": (0, {
+        "fatal": (0, {
+            "unexpected_error": (1, "InternalError", "Caught an unexpected error: %s."),
+            "service_unavailable": (2, "ServiceUnavailableError", "Service unavailable: %s."),
+            "timeout": (6, "GatewayTimeoutError", "Timeout: %s."),
+        }),
+    }),
+    "api": (2, {
+        "assert": (1, {
+            "invalid_type": (1, "BadRequestError", 'Wrong type for argument "%s" (expected: %s)'),
+            "invalid_argument": (2, "BadRequestError", 'Invalid argument "%s". Expected: %s'),
+            "missing_argument": (3, "BadRequestError", 'Missing argument "%s".'),
+            "empty_argument": (4, "BadRequestError", 'The argument "%s" is empty.'),
+            "body_required": (8, "BadRequestError", "The request must specify a body."),
+            "unexpected_argument": (
+                7, "BadRequestError", 'Unexpected argument "%s" (accepted arguments: %s)'),
+            "invalid_body": (17, "BadRequestError", "Invalid request body: %s"),
+            "bad_request": (18, "BadRequestError", "Bad request: %s"),
+            "size_limit": (19, "SizeLimitError", "Size limit exceeded: %s"),
+        }),
+        "process": (2, {
+            "overloaded": (
+                2, "ServiceUnavailableError",
+                "Request discarded: the gateway is temporarily overloaded."),
+            "controller_not_found": (4, "NotFoundError", 'API controller "%s" not found.'),
+            "action_not_found": (5, "NotFoundError", 'API action "%s":"%s" not found'),
+            "shutting_down": (7, "ServiceUnavailableError", "Rejected: this node is shutting down."),
+            "too_many_requests": (
+                8, "TooManyRequestsError", "Rejected: requests rate limit exceeded for this user."),
+            "admin_exists": (9, "PreconditionError", "Admin user is already set."),
+            "too_many_logins_requests": (
+                13, "TooManyRequestsError", "Rejected: Too many login attempts per second"),
+            "not_found": (15, "NotFoundError", "Not found: %s"),
+            "precondition_failed": (16, "PreconditionError", "Precondition failed: %s"),
+        }),
+    }),
+    "network": (3, {
+        "http": (1, {
+            "request_too_large": (1, "SizeLimitError", "Maximum HTTP request size exceeded."),
+            "unexpected_error": (2, "BadRequestError", "Caught an unexpected HTTP error: %s"),
+            "unsupported_verb": (6, "BadRequestError", 'Unsupported HTTP verb "%s".'),
+            "url_not_found": (7, "NotFoundError", "API URL not found: %s."),
+            "volatile_parse_failed": (
+                11, "BadRequestError",
+                'Unable to convert the "x-kuzzle-volatile" HTTP header to JSON: %s'),
+        }),
+        "websocket": (3, {
+            "unexpected_error": (1, "BadRequestError", "Caught an unexpected WebSocket error: %s"),
+        }),
+    }),
+    "plugin": (4, {
+        "assert": (1, {
+            "cannot_load": (2, "PluginImplementationError", 'Unable to load plugin "%s"; %s.'),
+        }),
+        "runtime": (2, {
+            "failed_init": (
+                1, "PluginImplementationError", 'Something went wrong during the init of "%s": %s'),
+            "unexpected_error": (2, "PluginImplementationError", "Caught an unexpected plugin error: %s"),
+            "pipe_timeout": (
+                3, "GatewayTimeoutError",
+                'Plugin "%s": timeout error. A pipe on the event "%s" exceeded the timeout delay '
+                "(%sms). Aborting."),
+            "too_many_pipes": (
+                4, "ServiceUnavailableError",
+                "Request discarded: maximum number of executing pipe functions reached."),
+            "invalid_pipe_result": (
+                10, "PluginImplementationError",
+                'Plugin "%s": the pipe "%s" on "%s" returned a %s; a pipe on a request event '
+                "returns the Request (or None to leave it unchanged)."),
+        }),
+        "controller": (4, {
+            "unserializable_response": (
+                8, "PluginImplementationError",
+                "Unable to serialize response. Are you trying to return the request?"),
+        }),
+        "context": (6, {
+            "invalid_event": (
+                7, "PluginImplementationError",
+                "Custom event invalid name (%s). Colons are not allowed in custom events."),
+        }),
+    }),
+    "security": (7, {
+        "token": (1, {
+            "invalid": (1, "UnauthorizedError", "Invalid token."),
+            "expired": (6, "UnauthorizedError", "Token expired"),
+        }),
+        "credentials": (2, {
+            "unknown_strategy": (1, "BadRequestError", 'Unknown authentication strategy "%s"'),
+            "rejected": (3, "BadRequestError", "Credentials rejected: %s"),
+        }),
+        "rights": (3, {
+            "unauthorized": (
+                1, "UnauthorizedError",
+                'Unauthorized: authentication required to execute the action "%s:%s".'),
+            "forbidden": (
+                2, "ForbiddenError",
+                'Insufficient permissions to execute the action "%s:%s" (User "%s").'),
+        }),
+    }),
+}
+
+CATALOGUE: dict[str, tuple[int, type[GatewayError], str]] = {}
+for _domain, (_dcode, _subs) in _CATALOGUE.items():
+    for _sub, (_scode, _errors) in _subs.items():
+        for _name, (_ecode, _cls, _msg) in _errors.items():
+            CATALOGUE[f"{_domain}.{_sub}.{_name}"] = (
+                (_dcode << 24) | (_scode << 16) | _ecode, CLASSES[_cls], _msg)
+
+CODES: dict[str, int] = {key: value[0] for key, value in CATALOGUE.items()}
+
+
+def get(error_id: str, *args: Any) -> GatewayError:
+    """Build the catalogued error `error_id`, its message formatted with `args`."""
+    code, cls, template = CATALOGUE[error_id]
+    try:
+        message = template % args if args else template.replace("%s", "").strip()
+    except TypeError:
+        message = template + " " + " ".join(map(str, args))
+    return cls(message, id=error_id, code=code, props=[str(a) for a in args] or None)
+
+
+def wrap(exc: BaseException) -> GatewayError:
+    """Any exception as a GatewayError: gateway errors as they are, others as a 500."""
+    if isinstance(exc, GatewayError):
+        return exc
+    return get("core.fatal.unexpected_error", f"{type(exc).__name__}: {exc}")

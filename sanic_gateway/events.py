@@ -1,0 +1,286 @@
+"""Events: compiled chains of pipes (awaited waterfall) and hooks (never awaited).
+
+Chains are resolved once per event name, wildcards included, and cached: every event the API can
+fire is compiled at start, so the request path only does a dict look-up. Pipe time is bounded by
+one watchdog task that cancels overdue pipes (cheaper per call than `asyncio.timeout`), and the
+number of pipe chains running at once is bounded with a waiting buffer, as SPEC 5.3 says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import errors
+from .request import Request
+
+log = logging.getLogger("sanic_gateway.events")
+
+AsyncCall = Callable[[Any, str], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One function listening to an event pattern (`ctrl:beforeX`, `ctrl:before*`, `ctrl:*`)."""
+
+    plugin: str
+    pattern: str
+    name: str
+    call: AsyncCall = field(compare=False, repr=False)
+
+    def matches(self, event: str) -> bool:
+        if self.pattern.endswith("*"):
+            return event.startswith(self.pattern[:-1])
+        return event == self.pattern
+
+
+def as_async(fn: Callable[..., Any], nargs: int) -> AsyncCall:
+    """Wrap a plugin function as `await call(payload, event)`.
+
+    `nargs` is how many positional arguments it takes (1: payload; 2: payload, event). Plain
+    functions run in the default thread pool so that no plugin code blocks the event loop; an
+    awaitable they return is awaited.
+    """
+    if inspect.iscoroutinefunction(fn):
+        if nargs >= 2:
+            return fn
+        async def call_async_1(payload: Any, event: str) -> Any:
+            return await fn(payload)
+        return call_async_1
+
+    async def call_sync(payload: Any, event: str) -> Any:
+        loop = asyncio.get_running_loop()
+        args = (payload, event) if nargs >= 2 else (payload,)
+        out = await loop.run_in_executor(None, fn, *args)
+        if inspect.isawaitable(out):
+            out = await out
+        return out
+
+    return call_sync
+
+
+class _PipeSlot:
+    """A running pipe chain as the watchdog sees it."""
+
+    __slots__ = ("deadline", "event", "expired", "listener", "task")
+
+    def __init__(self, task: asyncio.Task[Any], event: str) -> None:
+        self.task = task
+        self.event = event
+        self.deadline = 0.0
+        self.expired = False
+        self.listener: Listener | None = None
+
+
+class EventBus:
+    """Fires events to compiled pipe and hook chains."""
+
+    def __init__(
+        self,
+        pipes: Iterable[Listener] = (),
+        hooks: Iterable[Listener] = (),
+        *,
+        pipe_timeout: float = 5.0,
+        pipe_warn_time: float = 0.5,
+        max_concurrent_pipes: int = 50,
+        pipes_buffer_size: int = 50000,
+    ) -> None:
+        self.pipes = tuple(pipes)
+        self.hooks = tuple(hooks)
+        self.pipe_timeout = pipe_timeout
+        self.pipe_warn_time = pipe_warn_time
+        self.max_concurrent_pipes = max_concurrent_pipes
+        self.pipes_buffer_size = pipes_buffer_size
+        self._pipe_chains: dict[str, tuple[Listener, ...]] = {}
+        self._hook_chains: dict[str, tuple[Listener, ...]] = {}
+        self._slots: set[_PipeSlot] = set()
+        self._running_chains = 0
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._hook_tasks: set[asyncio.Task[Any]] = set()
+        self._watchdog: asyncio.Task[None] | None = None
+
+    # -- compilation -------------------------------------------------------------------------
+
+    def compile(self, events: Iterable[str]) -> None:
+        """Resolve the chains of these events now, so requests never match patterns."""
+        for event in events:
+            self.pipe_chain(event)
+            self.hook_chain(event)
+
+    def pipe_chain(self, event: str) -> tuple[Listener, ...]:
+        chain = self._pipe_chains.get(event)
+        if chain is None:
+            chain = self._pipe_chains[event] = tuple(p for p in self.pipes if p.matches(event))
+        return chain
+
+    def hook_chain(self, event: str) -> tuple[Listener, ...]:
+        chain = self._hook_chains.get(event)
+        if chain is None:
+            chain = self._hook_chains[event] = tuple(h for h in self.hooks if h.matches(event))
+        return chain
+
+    def has_listeners(self, event: str) -> bool:
+        return bool(self.pipe_chain(event) or self.hook_chain(event))
+
+    # -- firing ------------------------------------------------------------------------------
+
+    async def trigger(self, event: str, payload: Any) -> Any:
+        """Run the pipes of `event` on `payload`, then start its hooks; return the payload."""
+        chain = self._pipe_chains.get(event)
+        if chain is None:
+            chain = self.pipe_chain(event)
+        if chain:
+            payload = await self._run_pipes(chain, event, payload)
+        hooks = self._hook_chains.get(event)
+        if hooks is None:
+            hooks = self.hook_chain(event)
+        if hooks:
+            self._start_hooks(hooks, event, payload)
+        return payload
+
+    async def pipe(self, event: str, payload: Any) -> Any:
+        """Run only the pipes of `event`."""
+        chain = self.pipe_chain(event)
+        return await self._run_pipes(chain, event, payload) if chain else payload
+
+    def hook(self, event: str, payload: Any) -> None:
+        """Start only the hooks of `event`; never waits for them."""
+        hooks = self.hook_chain(event)
+        if hooks:
+            self._start_hooks(hooks, event, payload)
+
+    # -- pipes -------------------------------------------------------------------------------
+
+    async def _run_pipes(self, chain: tuple[Listener, ...], event: str, payload: Any) -> Any:
+        await self._acquire()
+        task = asyncio.current_task()
+        assert task is not None
+        slot = _PipeSlot(task, event)
+        timed = self.pipe_timeout > 0
+        if timed:
+            self._ensure_watchdog()
+            self._slots.add(slot)
+        loop = asyncio.get_running_loop()
+        try:
+            for listener in chain:
+                started = loop.time()
+                slot.deadline = started + self.pipe_timeout
+                slot.listener = listener
+                try:
+                    out = await listener.call(payload, event)
+                except asyncio.CancelledError:
+                    if slot.expired:
+                        task.uncancel()
+                        raise self._timeout_error(listener, event) from None
+                    raise
+                except errors.GatewayError:
+                    raise
+                except Exception as exc:
+                    log.exception("plugin %r: pipe %r on %r raised", listener.plugin,
+                                  listener.name, event)
+                    raise errors.get(
+                        "plugin.runtime.unexpected_error",
+                        f"{type(exc).__name__}: {exc} (plugin {listener.plugin!r}, "
+                        f"pipe {listener.name!r} on {event!r})",
+                    ) from exc
+                if slot.expired:  # the pipe swallowed its cancellation
+                    task.uncancel()
+                    raise self._timeout_error(listener, event)
+                elapsed = loop.time() - started
+                if elapsed > self.pipe_warn_time:
+                    log.warning("plugin %r: pipe %r on %r took %.0f ms", listener.plugin,
+                                listener.name, event, elapsed * 1000)
+                if out is not None:
+                    payload = self._next_payload(payload, out, listener, event)
+            return payload
+        finally:
+            if timed:
+                self._slots.discard(slot)
+            self._release()
+
+    @staticmethod
+    def _next_payload(payload: Any, out: Any, listener: Listener, event: str) -> Any:
+        if out is payload or not isinstance(payload, Request) or isinstance(out, Request):
+            return out
+        if payload.error is not None:  # a value returned on a failed request recovers it
+            payload.set_result(out)
+            return payload
+        raise errors.get("plugin.runtime.invalid_pipe_result", listener.plugin, listener.name,
+                         event, type(out).__name__)
+
+    def _timeout_error(self, listener: Listener, event: str) -> errors.GatewayError:
+        log.error("plugin %r: pipe %r on %r cancelled after %.0f ms", listener.plugin,
+                  listener.name, event, self.pipe_timeout * 1000)
+        return errors.get("plugin.runtime.pipe_timeout", listener.plugin, event,
+                          round(self.pipe_timeout * 1000))
+
+    async def _acquire(self) -> None:
+        if self._running_chains < self.max_concurrent_pipes:
+            self._running_chains += 1
+            return
+        if len(self._waiting) >= self.pipes_buffer_size:
+            raise errors.get("plugin.runtime.too_many_pipes")
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            await waiter  # _release hands its place over: the count is already ours
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()
+            else:
+                self._waiting.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._running_chains -= 1
+
+    def _ensure_watchdog(self) -> None:
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        interval = min(0.05, self.pipe_timeout / 2)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            for slot in tuple(self._slots):
+                if not slot.expired and slot.deadline <= now:
+                    slot.expired = True
+                    slot.task.cancel()
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    def _start_hooks(self, hooks: tuple[Listener, ...], event: str, payload: Any) -> None:
+        loop = asyncio.get_running_loop()
+        for listener in hooks:
+            task = loop.create_task(self._run_hook(listener, event, payload))
+            self._hook_tasks.add(task)
+            task.add_done_callback(self._hook_tasks.discard)
+
+    async def _run_hook(self, listener: Listener, event: str, payload: Any) -> None:
+        try:
+            await listener.call(payload, event)
+        except Exception as exc:
+            log.exception("plugin %r: hook %r on %r raised", listener.plugin, listener.name, event)
+            if event != "hook:onError":  # a failing error hook is only logged: no loop
+                self.hook("hook:onError", {"error": exc, "event": event,
+                                           "plugin": listener.plugin})
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop the watchdog and give running hooks `grace` seconds to finish."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if self._hook_tasks:
+            await asyncio.wait(tuple(self._hook_tasks), timeout=grace)

@@ -1,0 +1,192 @@
+"""Gateway: gateway.yaml compiled into objects, once: plugins, API table, event chains, funnel.
+
+Nothing here runs per request. `Gateway.build(config)` reports every problem at once as a
+ConfigError (so `check` and `run` share it); `start()` and `stop()` bracket the server's life.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pluggy
+
+from . import __version__
+from .api import Action, ApiTable, Controller, HttpRoute
+from .api.server import ServerController
+from .config import Config, ConfigError, ConfigIssue
+from .events import EventBus, Listener, as_async
+from .funnel import Funnel
+from .plugins import GatewayPluginManager, LoadedPlugin, PluginContext, load_plugins
+from .plugins.functions import FunctionError, as_action, resolve
+from .security import OpenPolicy
+
+log = logging.getLogger("sanic_gateway")
+
+# Events the core fires besides each action's before/after/error (SPEC 5.1).
+CORE_EVENTS = (
+    "request:beforeExecution", "request:onAuthorized", "request:onUnauthorized",
+    "request:onSuccess", "request:onError", "request:afterExecution",
+    "connection:new", "connection:remove", "core:gatewayStart", "core:shutdown",
+    "hook:onError",
+)
+
+
+class Gateway:
+    def __init__(self, config: Config, *, dev: bool = False) -> None:
+        self.config = config
+        self.dev = dev
+        self.pm = GatewayPluginManager()
+        self.api = ApiTable()
+        self.plugins: dict[str, LoadedPlugin] = {}
+        self.contexts: dict[str, PluginContext] = {}
+        self.pipes: list[Listener] = []
+        self.hooks: list[Listener] = []
+        limits = config.data["limits"]
+        self.bus = EventBus(
+            pipe_timeout=limits["pipe_timeout"],
+            pipe_warn_time=limits["pipe_warn_time"],
+            max_concurrent_pipes=limits["max_concurrent_pipes"],
+            pipes_buffer_size=limits["pipes_buffer_size"],
+        )
+        self.funnel = Funnel(self.api, self.bus, OpenPolicy())
+        self.version = __version__
+        self.started = False
+
+    # -- build -------------------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, config: Config, *, dev: bool = False) -> Gateway:
+        """Load and check every plugin; raise ConfigError listing all problems found."""
+        gateway = cls(config, dev=dev)
+        issues: list[ConfigIssue] = []
+        gateway.pm.register(ServerController(gateway), name="core:server")
+        for _name, controllers in gateway.pm.call_each("api_controllers"):
+            for controller in controllers or ():
+                gateway.api.add(controller)
+        for plugin in load_plugins(config, issues):
+            gateway._add_plugin(plugin, issues)
+        if issues:
+            raise ConfigError(issues)
+        gateway.bus.pipes = tuple(gateway.pipes)
+        gateway.bus.hooks = tuple(gateway.hooks)
+        gateway.bus.compile(gateway.known_events())
+        return gateway
+
+    def _add_plugin(self, plugin: LoadedPlugin, issues: list[ConfigIssue]) -> None:
+        name, spec, where = plugin.name, plugin.spec, ("plugins", plugin.name)
+        count = len(issues)
+        try:
+            self.pm.register(plugin.obj, name=name)
+        except pluggy.PluginValidationError as exc:
+            issues.append(self.config.issue(where, f"{plugin.source}: {exc}"))
+        except ValueError as exc:  # the same object registered twice
+            issues.append(self.config.issue(where, str(exc)))
+
+        def function(path: tuple[Any, ...], fname: str, kind: str) -> tuple[Any, int] | None:
+            try:
+                return resolve(plugin.obj, plugin.source, fname, kind)
+            except FunctionError as exc:
+                issues.append(self.config.issue((*where, *path), exc.message, exc.suggestion))
+                return None
+
+        for kind, target in (("hook", self.hooks), ("pipe", self.pipes)):
+            for pattern, names in spec.get(f"{kind}s", {}).items():
+                for fname in names:
+                    found = function((f"{kind}s", pattern), fname, kind)
+                    if found:
+                        target.append(Listener(name, pattern, fname, as_async(*found)))
+
+        routes: dict[tuple[str, str], list[HttpRoute]] = {}
+        for route in spec.get("routes", []):
+            for prefix in (f"/_plugin/{name}", f"/_/{name}"):
+                routes.setdefault((route["controller"], route["action"]), []).append(
+                    HttpRoute(route["verb"], prefix + route["url"]))
+        for ctrl_name, actions in spec.get("controllers", {}).items():
+            full_name = f"{name}/{ctrl_name}"
+            compiled = {}
+            for action_name, fname in actions.items():
+                found = function(("controllers", ctrl_name, action_name), fname, "action")
+                if found:
+                    compiled[action_name] = Action(
+                        full_name, action_name, as_action(found[0]),
+                        tuple(routes.get((ctrl_name, action_name), ())), plugin=name)
+            if len(issues) == count:
+                self.api.add(Controller(full_name, compiled))
+        if plugin.spec.get("threads"):
+            log.warning("plugin %r: 'threads' (hooks in worker processes) is not supported yet; "
+                        "its hooks run in the server process", name)
+        self.plugins[name] = plugin
+
+    def known_events(self) -> Iterator[str]:
+        yield from CORE_EVENTS
+        for action in self.api.actions():
+            yield from action.events
+
+    # -- life --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Call each plugin's init in file order (awaiting async ones), then fire
+        core:gatewayStart. Raises PluginStartError naming the plugin that failed."""
+        for name, plugin in self.plugins.items():
+            context = self.contexts[name] = PluginContext(self, name)
+            impl = self.pm.impl_for("init", name)
+            if impl is None:
+                continue
+            args = {"config": dict(plugin.spec.get("config") or {}), "context": context}
+            try:
+                out = impl.function(**{a: args[a] for a in impl.argnames})
+                if inspect.isawaitable(out):
+                    await out
+            except Exception as exc:
+                raise PluginStartError(name, exc) from exc
+        self.started = True
+        await self.bus.trigger("core:gatewayStart", None)
+
+    async def stop(self) -> None:
+        if self.started:
+            try:
+                await self.bus.trigger("core:shutdown", None)
+            except Exception:
+                log.exception("core:shutdown")
+        for name, out in self.pm.call_each("shutdown"):
+            try:
+                if inspect.isawaitable(out):
+                    await out
+            except Exception:
+                log.exception("plugin %r: shutdown failed", name)
+        await self.bus.close()
+        self.started = False
+
+    # -- description -------------------------------------------------------------------------
+
+    def summary(self) -> str:
+        """What `check` prints: plugins with their events, controllers and routes."""
+        lines = [f"{self.config.path.name}: OK"]
+        lines.append(f"plugins ({len(self.plugins)}):")
+        for name, plugin in self.plugins.items():
+            lines.append(f"  {name}  [{plugin.source}]")
+            for kind in ("pipes", "hooks"):
+                for event, names in plugin.spec.get(kind, {}).items():
+                    lines.append(f"    {kind[:-1]} {event} -> {', '.join(names)}")
+        events = sorted({lst.pattern for lst in (*self.pipes, *self.hooks)})
+        lines.append(f"events listened ({len(events)}): {', '.join(events) or '-'}")
+        plugin_ctrls = [c for c in self.api.controllers.values()
+                        if any(a.plugin for a in c.actions.values())]
+        lines.append(f"controllers ({len(plugin_ctrls)}):")
+        for ctrl in plugin_ctrls:
+            lines.append(f"  {ctrl.name}: {', '.join(ctrl.actions)}")
+        routes = [(r, a) for a in self.api.actions() if a.plugin for r in a.http]
+        lines.append(f"routes ({len(routes)}):")
+        for route, action in routes:
+            lines.append(f"  {route.verb.upper():6} {route.path} -> "
+                         f"{action.controller}:{action.name}")
+        return "\n".join(lines)
+
+
+class PluginStartError(Exception):
+    def __init__(self, plugin: str, cause: BaseException) -> None:
+        super().__init__(f"plugin {plugin!r}: init failed: {type(cause).__name__}: {cause}")
+        self.plugin = plugin

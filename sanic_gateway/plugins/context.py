@@ -1,0 +1,65 @@
+"""What a plugin receives in init(config, context) (SPEC 4)."""
+
+from __future__ import annotations
+
+import logging
+import types
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .. import errors
+from ..request import ClientConnection, Request, RequestContext
+
+if TYPE_CHECKING:
+    from ..gateway import Gateway
+
+
+def frozen(value: Any) -> Any:
+    """A read-only deep copy: mappings become MappingProxyType, lists tuples."""
+    if isinstance(value, Mapping):
+        return types.MappingProxyType({k: frozen(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(frozen(v) for v in value)
+    return value
+
+
+class Accessors:
+    """Ways for a plugin to act on the running gateway (absent in hook worker processes)."""
+
+    def __init__(self, gateway: Gateway, plugin: str) -> None:
+        self._gateway = gateway
+        self._plugin = plugin
+        self.storage = None  # a private Repository per plugin: comes with storage (SPEC 9)
+        self.strategies = None  # add/remove: comes with security (SPEC 8.3)
+        self.subscription = None  # register/unregister: comes with realtime (SPEC 7.3)
+
+    async def execute(self, request: Request | Mapping[str, Any]) -> Request:
+        """Run an API request through the whole funnel, events included; return the Request
+        with its result, or raise its error."""
+        if not isinstance(request, Request):
+            request = Request(dict(request), RequestContext(ClientConnection("internal")))
+        done = await self._gateway.funnel.execute(request)
+        if done.error is not None:
+            raise done.error
+        return done
+
+    async def trigger(self, event: str, payload: Any = None) -> Any:
+        """Fire the custom event `plugin-<name>:<event>`; return the payload its pipes give back."""
+        if ":" in event:
+            raise errors.get("plugin.context.invalid_event", event)
+        return await self._gateway.bus.trigger(f"plugin-{self._plugin}:{event}", payload)
+
+
+class PluginContext:
+    """`config`, `secrets`, `log`, `errors`, `accessors`, `constructors`."""
+
+    def __init__(self, gateway: Gateway | None, plugin: str, secrets: Any = None) -> None:
+        self.config = frozen(gateway.config.data) if gateway is not None else frozen({})
+        self.secrets = secrets
+        self.log = logging.getLogger(f"sanic_gateway.plugin.{plugin}")
+        self.errors = errors
+        self.accessors = Accessors(gateway, plugin) if gateway is not None else None
+        self.constructors = types.SimpleNamespace(
+            Request=Request, RequestContext=RequestContext, ClientConnection=ClientConnection,
+            Repository=None,
+        )

@@ -1,0 +1,68 @@
+"""Resolve the function names gateway.yaml gives and check they can be called as promised."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+# kind: (the call the gateway makes, the positional argument counts it accepts)
+CALLS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "hook": ("fn(payload, event)", (2, 1)),
+    "pipe": ("fn(payload, event)", (2, 1)),
+    "action": ("fn(request)", (1,)),
+}
+
+
+class FunctionError(Exception):
+    def __init__(self, message: str, suggestion: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.suggestion = suggestion
+
+
+def public_callables(obj: Any) -> list[str]:
+    return [n for n in dir(obj) if not n.startswith("_") and callable(getattr(obj, n, None))]
+
+
+def resolve(obj: Any, source: str, fname: str, kind: str,
+            arg_counts: tuple[int, ...] | None = None, call: str | None = None,
+            ) -> tuple[Callable[..., Any], int]:
+    """The bound function `fname` of `obj` and how many positional arguments to pass it."""
+    default_call, default_counts = CALLS.get(kind, ("", ()))
+    call = call or default_call
+    counts = arg_counts or default_counts
+    fn = getattr(obj, fname, None)
+    if fn is None:
+        close = difflib.get_close_matches(fname, public_callables(obj), n=1)
+        raise FunctionError(f"no function {fname!r} in {source}", close[0] if close else None)
+    if not callable(fn):
+        raise FunctionError(f"{fname!r} in {source} is a {type(fn).__name__}, not a function")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return fn, counts[0]  # builtins without a signature: trust the declaration
+    for count in counts:
+        try:
+            signature.bind(*([None] * count))
+        except TypeError:
+            continue
+        return fn, count
+    raise FunctionError(f"{fname}{signature} in {source} cannot be called as a {kind}: "
+                        f"the gateway calls {call}")
+
+
+def as_action(fn: Callable[..., Any]) -> Callable[[Any], Any]:
+    """`await call(request)` for an action: plain functions run in the default thread pool."""
+    if inspect.iscoroutinefunction(fn):
+        return fn
+
+    async def call_sync(request: Any) -> Any:
+        out = await asyncio.get_running_loop().run_in_executor(None, fn, request)
+        if inspect.isawaitable(out):
+            out = await out
+        return out
+
+    return call_sync
