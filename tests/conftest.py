@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -47,12 +48,14 @@ async def serve(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Served]
         write_files(tmp_path, {"gateway.yaml": yaml_text, **(files or {})})
         gateway = Gateway.build(load_config(tmp_path / "gateway.yaml", env=env), dev=dev)
         app = create_app(gateway)
-        server = await app.create_server(host="127.0.0.1", port=0, return_asyncio_server=True)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        server = await app.create_server(sock=sock, return_asyncio_server=True)
         assert server is not None
         await server.startup()
         await server.before_start()
         await server.after_start()
-        port = server.server.sockets[0].getsockname()[1]
         url = f"http://127.0.0.1:{port}"
         client = httpx.AsyncClient(base_url=url, timeout=10)
         running.append((server, client))

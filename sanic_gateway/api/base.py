@@ -21,24 +21,28 @@ class HttpRoute:
     path: str
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, slots=True)
 class Action:
-    """One API action; its event names are computed here once, not per request."""
+    """One API action. Its event names are computed once; the funnel attaches their compiled
+    chains (`on_before`, `on_after`, `on_error`) at start."""
 
     controller: str
     name: str
-    call: ActionCall = field(compare=False, repr=False)
+    call: ActionCall = field(repr=False)
     http: tuple[HttpRoute, ...] = ()
     plugin: str | None = None  # None: a core action
-    before: str = field(init=False, compare=False, repr=False)
-    after: str = field(init=False, compare=False, repr=False)
-    error: str = field(init=False, compare=False, repr=False)
+    before: str = field(init=False, repr=False)
+    after: str = field(init=False, repr=False)
+    error: str = field(init=False, repr=False)
+    on_before: Any = field(init=False, repr=False, default=None)
+    on_after: Any = field(init=False, repr=False, default=None)
+    on_error: Any = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         suffix = self.name[:1].upper() + self.name[1:]
-        object.__setattr__(self, "before", f"{self.controller}:before{suffix}")
-        object.__setattr__(self, "after", f"{self.controller}:after{suffix}")
-        object.__setattr__(self, "error", f"{self.controller}:error{suffix}")
+        self.before = f"{self.controller}:before{suffix}"
+        self.after = f"{self.controller}:after{suffix}"
+        self.error = f"{self.controller}:error{suffix}"
 
     @property
     def events(self) -> tuple[str, str, str]:

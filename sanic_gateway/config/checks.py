@@ -55,7 +55,14 @@ def check(document: dict[str, Any], issue: MakeIssue) -> list[ConfigIssue]:
 def _check_name(path: KeyPath, what: str, name: Any, issue: MakeIssue) -> list[ConfigIssue]:
     if isinstance(name, str) and NAME.fullmatch(name):
         return []
+    if not isinstance(name, str):
+        return [issue(path, _not_a_string(what, name))]
     return [issue(path, f"invalid {what} name {name!r} ({_NAME_RULE})")]
+
+
+def _not_a_string(what: str, name: Any) -> str:
+    # YAML reads `123:` as a number and `on:`/`yes:` as booleans: the fix is quotes.
+    return f"invalid {what} name {name!r}: YAML did not read it as text; write it in quotes"
 
 
 def _check_sources(path: KeyPath, spec: dict[str, Any], sources: tuple[str, ...],
@@ -128,7 +135,9 @@ def _check_listeners(path: KeyPath, listeners: dict[Any, Any],
     found = []
     for event, functions in listeners.items():
         where = (*path, event)
-        if not (isinstance(event, str) and EVENT.fullmatch(event)):
+        if not isinstance(event, str):
+            found.append(issue(where, _not_a_string("event", event)))
+        elif not EVENT.fullmatch(event):
             found.append(issue(where, f"invalid event name {event!r} (expected "
                                       "'controller:event' such as 'document:beforeCreate'; "
                                       "'*' only at the end)"))

@@ -85,8 +85,10 @@ def validate(data: Any, issue: MakeIssue) -> tuple[dict[str, Any], list[ConfigIs
     # A value that failed to convert ('5 parsecs') then fails its type check too: say it once.
     coercion = cerberus_errors.COERCION_FAILED.code
     unconverted = {e.document_path for e in leaves if e.code == coercion}
-    found = [_translate(e, issue) for e in leaves
-             if e.document_path not in unconverted or e.code == coercion]
+    leaves = [e for e in leaves if e.document_path not in unconverted or e.code == coercion]
+    found = _missing_keys(leaves, issue)
+    found += [_translate(e, issue) for e in leaves
+              if e.code != cerberus_errors.REQUIRED_FIELD.code]
     found += checks.check(document, issue)
     return document, _unique(found)
 
@@ -109,8 +111,6 @@ def _translate(error: Any, issue: MakeIssue) -> ConfigIssue:
         if suggestion is None and allowed:
             message += f" (allowed here: {', '.join(allowed)})"
         return issue(path, message, suggestion)
-    if code == cerberus_errors.REQUIRED_FIELD.code:
-        return issue(path[:-1], f"missing required key {path[-1]!r}")
     if code in (cerberus_errors.BAD_TYPE.code, cerberus_errors.NOT_NULLABLE.code):
         return issue(path, f"expected {_expects(path, error)}, got {show(error.value)}")
     if code == cerberus_errors.MIN_VALUE.code:
@@ -126,6 +126,22 @@ def _translate(error: Any, issue: MakeIssue) -> ConfigIssue:
         return issue(path, str(error.info[0]))
     handler = cerberus_errors.BasicErrorHandler()
     return issue(path, handler._format_message(error.field, error))
+
+
+def _missing_keys(leaves: list[Any], issue: MakeIssue) -> list[ConfigIssue]:
+    """One issue per mapping that lacks required keys, naming them in the schema's order."""
+    missing: dict[KeyPath, list[Any]] = {}
+    for error in leaves:
+        if error.code == cerberus_errors.REQUIRED_FIELD.code:
+            missing.setdefault(tuple(error.document_path[:-1]), []).append(error.field)
+    found = []
+    for path, keys in missing.items():
+        order = _allowed_keys(path)
+        keys.sort(key=lambda k: order.index(k) if k in order else len(order))
+        names = [repr(k) for k in keys]
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        found.append(issue(path, f"missing required key{'s' if len(keys) > 1 else ''} {listed}"))
+    return found
 
 
 def _unique(found: list[ConfigIssue]) -> list[ConfigIssue]:

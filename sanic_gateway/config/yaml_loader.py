@@ -56,7 +56,7 @@ def expand_env(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
                 f"environment variable {name} is not set; set it or write ${{{name}:-default}}"
             )
             return ""
-        return value
+        return str(value)
 
     return _REFERENCE.sub(replace, text), problems
 
@@ -128,14 +128,20 @@ class LoadedYaml:
 
 def load_yaml(text: str, env: Mapping[str, str], issue: MakeIssue) -> LoadedYaml:
     """Parse `text`; `issue(path, message, line=...)` builds each reported problem."""
-    loader = _Loader(text, env)
+    try:
+        loader = _Loader(text, env)  # the reader refuses control characters right away
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        char = chr(exc.character) if isinstance(exc.character, int) else exc.character
+        message = f"invalid YAML: character {char!r} is not allowed in a YAML file"
+        return LoadedYaml(None, issues=[issue((), message, line=line)], fatal=True)
     try:
         node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
         if node is None:
             return LoadedYaml(None)
         walker = _Walker(loader, issue)
-        walker.walk(node, ())
+        walker.walk(node, ())  # first: constructing flattens `<<` merges into the nodes
+        data = loader.construct_document(node)
         return LoadedYaml(data, walker.lines, walker.issues)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -145,6 +151,9 @@ def load_yaml(text: str, env: Mapping[str, str], issue: MakeIssue) -> LoadedYaml
             problem += f" ({exc.context} at line {exc.context_mark.line + 1})"
         return LoadedYaml(None, issues=[issue((), f"invalid YAML: {problem}", line=line)],
                           fatal=True)
+    except RecursionError:
+        return LoadedYaml(None, issues=[issue((), "invalid YAML: nested too deeply (or a "
+                                                  "recursive alias)", line=None)], fatal=True)
     except yaml.YAMLError as exc:
         return LoadedYaml(None, issues=[issue((), f"invalid YAML: {exc}", line=None)], fatal=True)
     finally:
@@ -160,6 +169,7 @@ class _Walker:
         self.lines: dict[KeyPath, int] = {}
         self.issues: list[ConfigIssue] = []
         self._visited: set[int] = set()  # aliased collections are walked once (no alias bombs)
+        self._merging: set[int] = set()  # `&a {<<: *a}` must not recurse forever
 
     def walk(self, node: Node, path: KeyPath) -> None:
         if isinstance(node, ScalarNode):
@@ -183,8 +193,10 @@ class _Walker:
                 # `<<: *defaults`: the merged keys belong here unless written explicitly.
                 sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
                 for source in sources:
-                    if isinstance(source, MappingNode):
+                    if isinstance(source, MappingNode) and id(source) not in self._merging:
+                        self._merging.add(id(source))
                         self._walk_mapping(source, path, merged=True)
+                        self._merging.discard(id(source))
                 continue
             key = self.loader.construct_object(key_node, deep=True)
             try:

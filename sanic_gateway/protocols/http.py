@@ -12,7 +12,6 @@ import logging
 import re
 import traceback
 import types
-import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -24,7 +23,7 @@ from sanic.handlers import ErrorHandler
 from sanic.response import HTTPResponse
 
 from .. import errors
-from ..request import ClientConnection, Request, RequestContext
+from ..request import ClientConnection, Request, RequestContext, new_request_id
 
 if TYPE_CHECKING:
     from ..gateway import Gateway
@@ -169,7 +168,7 @@ class HttpAdapter:
     def error_response(self, error: errors.GatewayError, request_id: str | None,
                        ) -> HTTPResponse:
         """An error met before the funnel (routing, size, parsing), in the same envelope."""
-        request_id = request_id or str(uuid.uuid4())
+        request_id = request_id or new_request_id()
         envelope = {
             "requestId": request_id, "status": error.status,
             "error": error.to_dict(stack=_stack(error) if self.dev else None),
