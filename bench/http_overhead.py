@@ -95,7 +95,7 @@ def wrk(url: str, duration: int, connections: int) -> float:
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", url],
                          check=True, capture_output=True, text=True).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not match or "Non-2xx" in out or "Socket errors" in out and "read 0" not in out:
+    if not match or "Non-2xx" in out or ("Socket errors" in out and "read 0" not in out):
         raise RuntimeError(f"wrk failed or saw errors:\n{out}")
     return float(match.group(1))
 

@@ -19,7 +19,7 @@ class GatewayError(Exception):
     def __init__(
         self,
         message: str = "",
-        id: str | None = None,  # noqa: A002 - the wire name
+        id: str | None = None,
         code: int | None = None,
         props: list[Any] | None = None,
     ) -> None:
@@ -148,7 +148,8 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
                 "Request discarded: the gateway is temporarily overloaded."),
             "controller_not_found": (4, "NotFoundError", 'API controller "%s" not found.'),
             "action_not_found": (5, "NotFoundError", 'API action "%s":"%s" not found'),
-            "shutting_down": (7, "ServiceUnavailableError", "Rejected: this node is shutting down."),
+            "shutting_down": (
+                7, "ServiceUnavailableError", "Rejected: this node is shutting down."),
             "too_many_requests": (
                 8, "TooManyRequestsError", "Rejected: requests rate limit exceeded for this user."),
             "admin_exists": (9, "PreconditionError", "Admin user is already set."),
@@ -169,7 +170,8 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
                 'Unable to convert the "x-kuzzle-volatile" HTTP header to JSON: %s'),
         }),
         "websocket": (3, {
-            "unexpected_error": (1, "BadRequestError", "Caught an unexpected WebSocket error: %s"),
+            "unexpected_error": (
+                1, "BadRequestError", "Caught an unexpected WebSocket error: %s"),
         }),
     }),
     "plugin": (4, {
@@ -179,7 +181,8 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
         "runtime": (2, {
             "failed_init": (
                 1, "PluginImplementationError", 'Something went wrong during the init of "%s": %s'),
-            "unexpected_error": (2, "PluginImplementationError", "Caught an unexpected plugin error: %s"),
+            "unexpected_error": (
+                2, "PluginImplementationError", "Caught an unexpected plugin error: %s"),
             "pipe_timeout": (
                 3, "GatewayTimeoutError",
                 'Plugin "%s": timeout error. A pipe on the event "%s" exceeded the timeout delay '

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -17,58 +18,56 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import errors
+from .hook_runner import HookRunner
 from .request import Request
 
 log = logging.getLogger("sanic_gateway.events")
 
-AsyncCall = Callable[[Any, str], Awaitable[Any]]
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Listener:
-    """One function listening to an event pattern (`ctrl:beforeX`, `ctrl:before*`, `ctrl:*`)."""
+    """One function listening to an event pattern (`ctrl:beforeX`, `ctrl:before*`, `ctrl:*`).
+
+    `fn` is a coroutine function taking `(payload, event)` when `takes_event`, else `(payload)`.
+    """
 
     plugin: str
     pattern: str
     name: str
-    call: AsyncCall = field(compare=False, repr=False)
+    fn: Callable[..., Awaitable[Any]] = field(compare=False, repr=False)
+    takes_event: bool = True
 
     def matches(self, event: str) -> bool:
         if self.pattern.endswith("*"):
             return event.startswith(self.pattern[:-1])
         return event == self.pattern
 
+    def call(self, payload: Any, event: str) -> Awaitable[Any]:
+        return self.fn(payload, event) if self.takes_event else self.fn(payload)
 
-def as_async(fn: Callable[..., Any], nargs: int) -> AsyncCall:
-    """Wrap a plugin function as `await call(payload, event)`.
 
-    `nargs` is how many positional arguments it takes (1: payload; 2: payload, event). Plain
-    functions run in the default thread pool so that no plugin code blocks the event loop; an
-    awaitable they return is awaited.
-    """
+def as_async(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """`fn` itself if it is a coroutine function; else a coroutine function running it in the
+    default thread pool (so no plugin code blocks the event loop), awaiting what it returns if
+    that is awaitable."""
     if inspect.iscoroutinefunction(fn):
-        if nargs >= 2:
-            return fn
-        async def call_async_1(payload: Any, event: str) -> Any:
-            return await fn(payload)
-        return call_async_1
+        return fn
 
-    async def call_sync(payload: Any, event: str) -> Any:
-        loop = asyncio.get_running_loop()
-        args = (payload, event) if nargs >= 2 else (payload,)
-        out = await loop.run_in_executor(None, fn, *args)
+    async def call_in_thread(*args: Any) -> Any:
+        out = await asyncio.get_running_loop().run_in_executor(None, fn, *args)
         if inspect.isawaitable(out):
             out = await out
         return out
 
-    return call_sync
+    return call_in_thread
 
 
 class CompiledEvent:
-    """One event's chains, resolved at start. The funnel checks `active` before awaiting, so
-    an event nobody listens to costs an attribute read, not a coroutine."""
+    """One event's chains, resolved at start. `fire(payload)` returns an awaitable giving the
+    payload back; it is picked once for the chains' shape, so the common cases cost a single
+    coroutine. Callers on a hot path check `active` first: an event nobody listens to then
+    costs an attribute read."""
 
-    __slots__ = ("active", "bus", "hooks", "name", "pipes")
+    __slots__ = ("active", "bus", "fire", "hooks", "name", "pipes")
 
     def __init__(self, bus: EventBus, name: str) -> None:
         self.bus = bus
@@ -76,11 +75,19 @@ class CompiledEvent:
         self.pipes = bus.pipe_chain(name)
         self.hooks = bus.hook_chain(name)
         self.active = bool(self.pipes or self.hooks)
+        if self.pipes and self.hooks:
+            self.fire = self._pipes_then_hooks
+        elif self.pipes:
+            self.fire = functools.partial(bus.run_pipes, self.pipes, name)
+        else:
+            self.fire = self._hooks_only
 
-    async def fire(self, payload: Any) -> Any:
-        """Pipes (awaited, waterfall), then hooks (started, never awaited)."""
-        if self.pipes:
-            payload = await self.bus.run_pipes(self.pipes, self.name, payload)
+    async def _pipes_then_hooks(self, payload: Any) -> Any:
+        payload = await self.bus.run_pipes(self.pipes, self.name, payload)
+        self.bus.start_hooks(self.hooks, self.name, payload)
+        return payload
+
+    async def _hooks_only(self, payload: Any) -> Any:
         if self.hooks:
             self.bus.start_hooks(self.hooks, self.name, payload)
         return payload
@@ -123,7 +130,7 @@ class EventBus:
         self._slots: set[_PipeSlot] = set()
         self._running_chains = 0
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._hook_tasks: set[asyncio.Task[Any]] = set()
+        self._hooks = HookRunner()
         self._watchdog: asyncio.Task[None] | None = None
 
     # -- compilation -------------------------------------------------------------------------
@@ -211,7 +218,10 @@ class EventBus:
                 slot.deadline = started + self.pipe_timeout
                 slot.listener = listener
                 try:
-                    out = await listener.call(payload, event)
+                    if listener.takes_event:
+                        out = await listener.fn(payload, event)
+                    else:
+                        out = await listener.fn(payload)
                 except asyncio.CancelledError:
                     if slot.expired:
                         task.uncancel()
@@ -234,17 +244,20 @@ class EventBus:
                 if elapsed > self.pipe_warn_time:
                     log.warning("plugin %r: pipe %r on %r took %.0f ms", listener.plugin,
                                 listener.name, event, elapsed * 1000)
-                if out is not None:
+                if out is not None and out is not payload:
                     payload = self._next_payload(payload, out, listener, event)
             return payload
         finally:
             if timed:
                 self._slots.discard(slot)
-            self._release()
+            if self._waiting:
+                self._release()
+            else:
+                self._running_chains -= 1
 
     @staticmethod
     def _next_payload(payload: Any, out: Any, listener: Listener, event: str) -> Any:
-        if out is payload or not isinstance(payload, Request) or isinstance(out, Request):
+        if not isinstance(payload, Request) or isinstance(out, Request):
             return out
         if payload.error is not None:  # a value returned on a failed request recovers it
             payload.set_result(out)
@@ -297,11 +310,9 @@ class EventBus:
     # -- hooks -------------------------------------------------------------------------------
 
     def start_hooks(self, hooks: tuple[Listener, ...], event: str, payload: Any) -> None:
-        loop = asyncio.get_running_loop()
+        submit = self._hooks.submit
         for listener in hooks:
-            task = loop.create_task(self._run_hook(listener, event, payload))
-            self._hook_tasks.add(task)
-            task.add_done_callback(self._hook_tasks.discard)
+            submit(self._run_hook, listener, event, payload)
 
     async def _run_hook(self, listener: Listener, event: str, payload: Any) -> None:
         try:
@@ -317,5 +328,5 @@ class EventBus:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        if self._hook_tasks:
-            await asyncio.wait(tuple(self._hook_tasks), timeout=grace)
+        await self._hooks.drain(grace)
+        self._hooks.close()

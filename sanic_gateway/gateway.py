@@ -20,7 +20,7 @@ from .config import Config, ConfigError, ConfigIssue
 from .events import EventBus, Listener, as_async
 from .funnel import Funnel
 from .plugins import GatewayPluginManager, LoadedPlugin, PluginContext, load_plugins
-from .plugins.functions import FunctionError, as_action, resolve
+from .plugins.functions import FunctionError, resolve
 from .security import OpenPolicy
 
 log = logging.getLogger("sanic_gateway")
@@ -97,7 +97,8 @@ class Gateway:
                 for fname in names:
                     found = function((f"{kind}s", pattern), fname, kind)
                     if found:
-                        target.append(Listener(name, pattern, fname, as_async(*found)))
+                        fn, nargs = found
+                        target.append(Listener(name, pattern, fname, as_async(fn), nargs >= 2))
 
         routes: dict[tuple[str, str], list[HttpRoute]] = {}
         for route in spec.get("routes", []):
@@ -111,7 +112,7 @@ class Gateway:
                 found = function(("controllers", ctrl_name, action_name), fname, "action")
                 if found:
                     compiled[action_name] = Action(
-                        full_name, action_name, as_action(found[0]),
+                        full_name, action_name, as_async(found[0]),
                         tuple(routes.get((ctrl_name, action_name), ())), plugin=name)
             if len(issues) == count:
                 self.api.add(Controller(full_name, compiled))

@@ -35,7 +35,7 @@ class ClientConnection:
         protocol: str,
         ips: list[str] | tuple[str, ...] = (),
         headers: dict[str, str] | None = None,
-        id: str | None = None,  # noqa: A002 - the wire name
+        id: str | None = None,
     ) -> None:
         self.id = id or f"{protocol}-{next(_connection_ids)}"
         self.protocol = protocol

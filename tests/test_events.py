@@ -258,3 +258,13 @@ async def test_execute_from_a_plugin_runs_the_whole_funnel_with_events(serve):
     assert result["fired"] == {"n": 1}
     seen = (await served.client.get("/_/rec/seen")).json()["result"]
     assert "plugin-rec:custom" in seen
+
+
+async def test_a_slow_hook_does_not_delay_other_hooks(serve):
+    served = await serve(rec_yaml(hooks='      "request:onSuccess": [slow_hook, hook_trace]'))
+    for _ in range(3):
+        assert (await served.client.post("/_/rec/echo", json={})).status_code == 200
+    await asyncio.sleep(0.2)
+    rec = served.plugin("rec")
+    assert rec.seen.count("hook request:onSuccess") == 3
+    assert not rec.slow_hook_done

@@ -197,7 +197,8 @@ async def test_init_failure_stops_the_start(tmp_path):
             raise RuntimeError("no database")
 """})
     from sanic_gateway.gateway import PluginStartError
-    with pytest.raises(PluginStartError, match="plugin 'p': init failed: RuntimeError: no database"):
+    message = "plugin 'p': init failed: RuntimeError: no database"
+    with pytest.raises(PluginStartError, match=message):
         await gateway.start()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import inspect
 from collections.abc import Callable
@@ -53,16 +52,3 @@ def resolve(obj: Any, source: str, fname: str, kind: str,
     raise FunctionError(f"{fname}{signature} in {source} cannot be called as a {kind}: "
                         f"the gateway calls {call}")
 
-
-def as_action(fn: Callable[..., Any]) -> Callable[[Any], Any]:
-    """`await call(request)` for an action: plain functions run in the default thread pool."""
-    if inspect.iscoroutinefunction(fn):
-        return fn
-
-    async def call_sync(request: Any) -> Any:
-        out = await asyncio.get_running_loop().run_in_executor(None, fn, request)
-        if inspect.isawaitable(out):
-            out = await out
-        return out
-
-    return call_sync

@@ -77,7 +77,8 @@ def _import(module_name: str) -> Any:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
-            raise _LoadError(f"cannot import {module_name!r}: no module named {exc.name!r}") from exc
+            raise _LoadError(
+                f"cannot import {module_name!r}: no module named {exc.name!r}") from exc
         raise _LoadError(f"cannot import {module_name!r}: {exc}") from exc
     except Exception as exc:
         raise _LoadError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from exc

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import orjson
-from sanic import Sanic
 from sanic import Request as SanicRequest
+from sanic import Sanic
 from sanic.exceptions import MethodNotAllowed, NotFound, PayloadTooLarge, SanicException
 from sanic.handlers import ErrorHandler
 from sanic.response import HTTPResponse

@@ -14,7 +14,7 @@ class User:
     """A user as plugins see it: `_id` (the kuid), `profileIds`, `content`."""
 
     _id: str
-    profileIds: list[str] = field(default_factory=list)  # noqa: N815 - Kuzzle's wire name
+    profileIds: list[str] = field(default_factory=list)
     content: dict[str, Any] = field(default_factory=dict)
 
     @property
