@@ -9,7 +9,7 @@ from functools import partial
 
 from . import __version__
 from .config import ConfigError, load_config
-from .gateway import Gateway
+from .gateway import Gateway, PluginStartError
 
 EXIT_CONFIG = 2
 
@@ -63,11 +63,23 @@ def _run(args: argparse.Namespace, gateway: Gateway) -> int:
              gateway.config.path, len(gateway.plugins), host, port)
     if workers == 1:
         app = create_app(gateway)
-        app.run(host=host, port=port, single_process=True, debug=False, access_log=args.dev,
-                motd=False)
+        if not args.dev:
+            logging.getLogger("sanic.error").addFilter(_QuietStartErrors())
+        try:
+            app.run(host=host, port=port, single_process=True, debug=False,
+                    access_log=args.dev, motd=False)
+        except PluginStartError:
+            return 1  # already logged, in one line
         return 1 if app.ctx.start_error else 0
     loader = AppLoader(factory=partial(app_from_file, str(gateway.config.path), args.dev))
     app = loader.load()
     app.prepare(host=host, port=port, workers=workers, access_log=args.dev, motd=False)
     Sanic.serve(primary=app, app_loader=loader)
     return 0
+
+
+class _QuietStartErrors(logging.Filter):
+    """A plugin whose init fails is reported in one line, not with Sanic's traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], PluginStartError))

@@ -129,6 +129,16 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
             "timeout": (6, "GatewayTimeoutError", "Timeout: %s."),
         }),
     }),
+    "services": (1, {
+        "storage": (1, {
+            "not_found": (11, "NotFoundError", 'Document "%s" not found in "%s".'),
+            "document_already_exists": (17, "BadRequestError", 'Document "%s" already exists in "%s".'),
+            "invalid_argument": (19, "BadRequestError", 'Argument "%s" is invalid (expected: %s)'),
+            "invalid_search_query": (
+                40, "BadRequestError", "Invalid search query: %s"),
+            "unavailable": (60, "ServiceUnavailableError", "Storage unavailable: %s"),
+        }),
+    }),
     "api": (2, {
         "assert": (1, {
             "invalid_type": (1, "BadRequestError", 'Wrong type for argument "%s" (expected: %s)'),

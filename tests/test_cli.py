@@ -1,0 +1,181 @@
+"""The command line as a user runs it: `check` and `run` in subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+# the console script installed beside this interpreter
+SCRIPT = str(Path(sys.executable).parent / "sanic-gateway")
+
+
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
+        ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sanic_gateway", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
+
+
+def test_check_the_example_gateway_yaml():
+    done = cli("check", cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "plugins (1):" in done.stdout
+    assert "notes  [handlers.notes:NotesPlugin]" in done.stdout
+    assert "pipe notes/notes:beforeCreate -> stamp" in done.stdout
+    assert "POST   /_plugin/notes/notes -> notes/notes:create" in done.stdout
+
+
+def test_check_reports_every_error_at_once_without_traceback(tmp_path):
+    (tmp_path / "audit.py").write_text(textwrap.dedent("""
+        class Audit:
+            def add_created_at(self, request):
+                return request
+    """))
+    (tmp_path / "gateway.yaml").write_text(textwrap.dedent("""\
+        server:
+          prot: 7512
+        limits:
+          pipe_timeout: soon
+        plugins:
+          audit:
+            module: audit:Audit
+            pipes:
+              "document:beforeCreate": add_created
+          other:
+            module: missing_module:X
+    """))
+    done = cli("check", cwd=tmp_path)
+    assert done.returncode == 2
+    err = done.stderr
+    assert "Traceback" not in err
+    assert "gateway.yaml:2: server.prot: unknown key 'prot' (did you mean 'port'?)" in err
+    assert "gateway.yaml:4: limits.pipe_timeout:" in err and "soon" in err
+    # plugin errors are only looked for once the file itself is valid
+    fixed = (tmp_path / "gateway.yaml").read_text().replace("prot", "port").replace(
+        "soon", "5s")
+    (tmp_path / "gateway.yaml").write_text(fixed)
+    done = cli("check", cwd=tmp_path)
+    assert done.returncode == 2
+    assert ("gateway.yaml:9: plugins.audit.pipes.document:beforeCreate: no function "
+            "'add_created' in audit:Audit (did you mean 'add_created_at'?)") in done.stderr
+    assert "gateway.yaml:11: plugins.other.module: cannot import 'missing_module'" in done.stderr
+    assert "2 error(s)" in done.stderr
+
+
+def test_malformed_yaml_and_missing_variable(tmp_path):
+    (tmp_path / "gateway.yaml").write_text("server:\n  port: [1, 2\n")
+    done = cli("check", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "gateway.yaml:" in done.stderr
+    (tmp_path / "gateway.yaml").write_text("auth:\n  jwt:\n    secret: ${NO_SUCH_SECRET}\n")
+    done = cli("check", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "NO_SUCH_SECRET" in done.stderr
+
+
+def test_missing_config_file(tmp_path):
+    done = cli("check", "--config", "nope.yaml", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "nope.yaml" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_entry_point_plugins_load_only_when_named(tmp_path):
+    site = tmp_path / "site"
+    (site / "ep_plugin").mkdir(parents=True)
+    (site / "ep_plugin" / "__init__.py").write_text(textwrap.dedent("""
+        class Plugin:
+            def ping(self, request):
+                return {"pong": True}
+    """))
+    dist = site / "ep_plugin-1.2.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-plugin\nVersion: 1.2.0\n")
+    (dist / "entry_points.txt").write_text("[sanic_gateway]\nping = ep_plugin:Plugin\n")
+    (tmp_path / "gateway.yaml").write_text(textwrap.dedent("""\
+        plugins:
+          pinger:
+            entry_point: ping
+            controllers:
+              p: {ping: ping}
+            routes:
+              - {verb: get, url: /ping, controller: p, action: ping}
+    """))
+    env = {"PYTHONPATH": str(site)}
+    done = cli("check", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "pinger  [entry point ping (ep_plugin:Plugin)]" in done.stdout
+    (tmp_path / "gateway.yaml").write_text("plugins:\n  pinger:\n    entry_point: pong\n")
+    done = cli("check", cwd=tmp_path, env=env)
+    assert done.returncode == 2
+    assert "no entry point 'pong'" in done.stderr and "(did you mean 'ping'?)" in done.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, proc: subprocess.Popen[str], timeout: float = 20) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} never answered")
+
+
+def test_run_serves_the_example(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [SCRIPT, "run", "--port", str(port)], cwd=ROOT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(f"{base}/_now", proc)
+        created = httpx.post(f"{base}/_/notes/notes", json={"text": "buy milk"}).json()
+        assert created["status"] == 200
+        note = created["result"]
+        assert note["_source"]["text"] == "buy milk"
+        assert isinstance(note["_source"]["createdAt"], int)  # stamped by the pipe
+        got = httpx.get(f"{base}/_plugin/notes/notes/{note['_id']}").json()
+        assert got["result"] == note
+        bad = httpx.post(f"{base}/_/notes/notes", json={"title": "no text"})
+        assert bad.status_code == 400
+        assert bad.json()["error"]["id"] == "api.assert.missing_argument"
+        time.sleep(0.2)
+        stats = httpx.get(f"{base}/_/notes/stats").json()["result"]
+        assert stats["notes/notes:create"] == 1  # counted by the hook
+        assert stats["notes/notes:get"] == 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out
+
+
+def test_run_refuses_to_start_when_init_fails(tmp_path):
+    (tmp_path / "bad.py").write_text(textwrap.dedent("""
+        class Bad:
+            def init(self, config, context):
+                raise RuntimeError("cannot reach the database")
+    """))
+    (tmp_path / "gateway.yaml").write_text("plugins:\n  bad:\n    module: bad:Bad\n")
+    proc = subprocess.run([SCRIPT, "run", "--port", str(free_port())], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "plugin 'bad': init failed: RuntimeError: cannot reach the database" in output
+    assert "Traceback" not in output
