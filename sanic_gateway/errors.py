@@ -146,6 +146,8 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
             "missing_argument": (3, "BadRequestError", 'Missing argument "%s".'),
             "empty_argument": (4, "BadRequestError", 'The argument "%s" is empty.'),
             "body_required": (8, "BadRequestError", "The request must specify a body."),
+            "forbidden_argument": (
+                11, "BadRequestError", 'The argument "%s" is not allowed by this API action.'),
             "unexpected_argument": (
                 7, "BadRequestError", 'Unexpected argument "%s" (accepted arguments: %s)'),
             "invalid_body": (17, "BadRequestError", "Invalid request body: %s"),
@@ -188,6 +190,21 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
         "assert": (1, {
             "cannot_load": (2, "PluginImplementationError", 'Unable to load plugin "%s"; %s.'),
         }),
+        "strategy": (3, {
+            "invalid_verify_resolve": (
+                15, "PluginImplementationError",
+                'Strategy "%s": verify must return a kuid (str) or {"message": ...}, got %s.'),
+            "unknown_kuid": (
+                17, "PluginImplementationError", 'Strategy "%s" returned an unknown kuid "%s".'),
+            "unauthorized_removal": (
+                18, "PluginImplementationError", "Cannot remove strategy %s: owned by another plugin."),
+            "strategy_not_found": (
+                19, "NotFoundError", "Cannot remove strategy %s: strategy does not exist."),
+            "missing_user": (20, "UnauthorizedError", "%s"),
+            "missing_method": (
+                22, "PluginImplementationError", 'Strategy "%s": missing required method "%s".'),
+            "already_exists": (23, "PluginImplementationError", 'Strategy "%s" already exists.'),
+        }),
         "runtime": (2, {
             "failed_init": (
                 1, "PluginImplementationError", 'Something went wrong during the init of "%s": %s'),
@@ -219,11 +236,46 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
     "security": (7, {
         "token": (1, {
             "invalid": (1, "UnauthorizedError", "Invalid token."),
+            "ttl_exceeded": (4, "BadRequestError", "expiresIn value exceeds maximum allowed value"),
             "expired": (6, "UnauthorizedError", "Token expired"),
+            "refresh_forbidden": (8, "UnauthorizedError", "%s cannot be refreshed."),
+            "invalid_expiration": (
+                9, "BadRequestError", "Token can not be created with this expiration time: %s"),
         }),
         "credentials": (2, {
             "unknown_strategy": (1, "BadRequestError", 'Unknown authentication strategy "%s"'),
+            "database_inconsistency": (
+                2, "PluginImplementationError",
+                "Internal database inconsistency detected: existing credentials found on "
+                "non-existing user %s."),
             "rejected": (3, "BadRequestError", "Credentials rejected: %s"),
+            "not_found": (4, "NotFoundError", 'No "%s" credentials for user "%s".'),
+            "already_exist": (5, "PreconditionError", 'User "%s" already has "%s" credentials.'),
+        }),
+        "user": (4, {
+            "already_exists": (1, "PreconditionError", 'User "%s" already exists.'),
+            "not_found": (2, "NotFoundError", 'User "%s" not found.'),
+            "anonymous_profile_required": (
+                3, "BadRequestError", "The anonymous user must be assigned to the anonymous profile"),
+            "no_profile": (7, "BadRequestError", 'User "%s" needs at least one profile.'),
+        }),
+        "role": (5, {
+            "not_found": (1, "NotFoundError", 'Role "%s" not found.'),
+            "cannot_delete": (
+                3, "BadRequestError",
+                "The following roles are protected and cannot be deleted: anonymous, default, admin"),
+            "in_use": (4, "PreconditionError", 'The role "%s" is still used and cannot be deleted.'),
+            "invalid_rights": (6, "BadRequestError", 'Invalid rights for role "%s" (path: "%s"): %s'),
+        }),
+        "profile": (6, {
+            "not_found": (1, "NotFoundError", 'Profile "%s" not found.'),
+            "cannot_delete": (
+                2, "BadRequestError",
+                "The following profiles are protected and cannot be deleted: anonymous, default, "
+                "admin"),
+            "in_use": (3, "PreconditionError",
+                       'The profile "%s" is still used and cannot be deleted.'),
+            "invalid": (7, "BadRequestError", 'Invalid profile "%s": %s'),
         }),
         "rights": (3, {
             "unauthorized": (

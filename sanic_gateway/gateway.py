@@ -15,6 +15,8 @@ import pluggy
 
 from . import __version__
 from .api import Action, ApiTable, Controller, HttpRoute
+from .api.auth import AuthController
+from .api.security import SecurityController
 from .api.server import ServerController
 from .config import Config, ConfigError, ConfigIssue
 from .events import EventBus, Listener, as_async
@@ -22,6 +24,9 @@ from .funnel import Funnel
 from .plugins import GatewayPluginManager, LoadedPlugin, PluginContext, load_plugins
 from .plugins.functions import FunctionError, resolve
 from .security import OpenPolicy
+from .security.service import Security
+from .security.strategies import check_signature, strategy_from_callables
+from .storage import Storage, open_storage
 
 log = logging.getLogger("sanic_gateway")
 
@@ -54,6 +59,10 @@ class Gateway:
         self.funnel = Funnel(self.api, self.bus, OpenPolicy())
         self.version = __version__
         self.started = False
+        # (plugin, strategy name, fields, {method: function}) resolved at build, registered at start
+        self.plugin_strategies: list[tuple[str, str, list[str], dict[str, Any]]] = []
+        self.storage: Storage | None = None  # opened by start()
+        self.security: Security | None = None
 
     # -- build -------------------------------------------------------------------------------
 
@@ -63,6 +72,8 @@ class Gateway:
         gateway = cls(config, dev=dev)
         issues: list[ConfigIssue] = []
         gateway.pm.register(ServerController(gateway), name="core:server")
+        gateway.pm.register(AuthController(gateway), name="core:auth")
+        gateway.pm.register(SecurityController(gateway), name="core:security")
         for _name, controllers in gateway.pm.call_each("api_controllers"):
             for controller in controllers or ():
                 gateway.api.add(controller)
@@ -116,6 +127,22 @@ class Gateway:
                         tuple(routes.get((ctrl_name, action_name), ())), plugin=name)
             if len(issues) == count:
                 self.api.add(Controller(full_name, compiled))
+        for strategy_name, strategy in spec.get("strategies", {}).items():
+            methods = {}
+            for method, fname in (strategy.get("methods") or {}).items():
+                path = ("strategies", strategy_name, "methods", method)
+                found = function(path, fname, "strategy method")
+                if not found:
+                    continue
+                fn = found[0]
+                problem = check_signature(method, fn)
+                if problem:
+                    issues.append(self.config.issue((*where, *path),
+                                                    f"{fname}: {problem}"))
+                    continue
+                methods[method] = fn
+            self.plugin_strategies.append(
+                (name, strategy_name, list(strategy.get("fields") or []), methods))
         if plugin.spec.get("threads"):
             log.warning("plugin %r: 'threads' (hooks in worker processes) is not supported yet; "
                         "its hooks run in the server process", name)
@@ -128,9 +155,40 @@ class Gateway:
 
     # -- life --------------------------------------------------------------------------------
 
+    def storage_url(self) -> str:
+        """`storage:` with a relative SQLite path taken from gateway.yaml's folder."""
+        url = self.config.data["storage"]
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/"):
+            path, sep, query = url[len(prefix):].partition("?")
+            if path and path != ":memory:":
+                url = prefix + str((self.config.base_dir / path).resolve()) + sep + query
+        return url
+
     async def start(self) -> None:
-        """Call each plugin's init in file order (awaiting async ones), then fire
-        core:gatewayStart. Raises PluginStartError naming the plugin that failed."""
+        """Open storage, start security (built-in roles, declared entries, strategies), call
+        each plugin's init in file order (awaiting async ones), then fire core:gatewayStart.
+        Raises PluginStartError naming the plugin that failed; nothing stays open then."""
+        self.storage = await open_storage(self.storage_url())
+        try:
+            self.security = Security(self.storage, self.config.data)
+            await self.security.start()
+            self.funnel.security = self.security
+            for plugin_name, strategy_name, fields, methods in self.plugin_strategies:
+                try:
+                    await self.security.strategies.register(strategy_from_callables(
+                        strategy_name, methods, fields, owner=plugin_name))
+                except Exception as exc:
+                    raise PluginStartError(plugin_name, exc) from exc
+            await self._init_plugins()
+        except BaseException:
+            await self.storage.close()
+            self.storage = None
+            raise
+        self.started = True
+        await self.bus.trigger("core:gatewayStart", None)
+
+    async def _init_plugins(self) -> None:
         for name, plugin in self.plugins.items():
             context = self.contexts[name] = PluginContext(self, name)
             impl = self.pm.impl_for("init", name)
@@ -143,8 +201,6 @@ class Gateway:
                     await out
             except Exception as exc:
                 raise PluginStartError(name, exc) from exc
-        self.started = True
-        await self.bus.trigger("core:gatewayStart", None)
 
     async def stop(self) -> None:
         if self.started:
@@ -159,6 +215,9 @@ class Gateway:
             except Exception:
                 log.exception("plugin %r: shutdown failed", name)
         await self.bus.close()
+        if self.storage is not None:
+            await self.storage.close()
+            self.storage = None
         self.started = False
 
     # -- description -------------------------------------------------------------------------

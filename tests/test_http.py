@@ -70,8 +70,7 @@ async def test_inputs_go_where_kuzzle_puts_them(serve):
     r = await served.client.post(
         "/_/rec/echo?index=books&collection=scifi&_id=42&other=yes",
         json={"title": "Dune"},
-        headers={"Authorization": "Bearer abc.def", "X-Kuzzle-Volatile": '{"trace": 7}',
-                 "X-Kuzzle-Request-Id": "my-request"},
+        headers={"X-Kuzzle-Volatile": '{"trace": 7}', "X-Kuzzle-Request-Id": "my-request"},
     )
     body = r.json()
     assert r.headers["X-Kuzzle-Request-Id"] == "my-request"
@@ -82,8 +81,25 @@ async def test_inputs_go_where_kuzzle_puts_them(serve):
     assert result["resource"] == {"index": "books", "collection": "scifi", "_id": "42"}
     assert result["args"] == {"other": "yes"}
     assert result["body"] == {"title": "Dune"}
-    assert result["jwt"] == "abc.def"
+    assert result["jwt"] is None
     assert result["protocol"] == "http"
+
+
+async def test_the_query_string_cannot_change_the_action(serve):
+    served = await serve(rec_yaml())
+    r = await served.client.post("/_/rec/echo?controller=server&action=now&body=x", json={})
+    assert r.json()["controller"] == "rec/api"
+    assert r.json()["result"]["body"] == {}
+
+
+async def test_a_bearer_token_reaches_the_request_as_jwt(serve):
+    served = await serve(rec_yaml())
+    login = await served.client.post("/_login/local", json={})
+    assert login.status_code == 401  # no such user: nothing to log in with
+    r = await served.client.post("/_/rec/echo", json={},
+                                 headers={"Authorization": "Bearer not-a-token"})
+    assert r.status_code == 401
+    assert r.json()["error"]["id"] == "security.token.invalid"
 
 
 async def test_request_id_is_made_when_absent(serve):

@@ -94,3 +94,12 @@ class ApiTable:
                 actions[action.name] = entry
             out[name] = actions
         return out
+
+
+def controller(name: str, actions: dict[str, tuple[ActionCall, list[tuple[str, str]]]],
+               ) -> Controller:
+    """A core controller from `{action: (coroutine function, [(verb, path), ...])}`."""
+    return Controller(name, {
+        action: Action(name, action, call, tuple(HttpRoute(v, p) for v, p in routes))
+        for action, (call, routes) in actions.items()
+    })

@@ -22,6 +22,10 @@ class FunctionError(Exception):
         self.suggestion = suggestion
 
 
+def article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def public_callables(obj: Any) -> list[str]:
     return [n for n in dir(obj) if not n.startswith("_") and callable(getattr(obj, n, None))]
 
@@ -39,6 +43,8 @@ def resolve(obj: Any, source: str, fname: str, kind: str,
         raise FunctionError(f"no function {fname!r} in {source}", close[0] if close else None)
     if not callable(fn):
         raise FunctionError(f"{fname!r} in {source} is a {type(fn).__name__}, not a function")
+    if not counts:  # the caller checks the signature itself
+        return fn, 0
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -49,6 +55,6 @@ def resolve(obj: Any, source: str, fname: str, kind: str,
         except TypeError:
             continue
         return fn, count
-    raise FunctionError(f"{fname}{signature} in {source} cannot be called as a {kind}: "
-                        f"the gateway calls {call}")
+    raise FunctionError(f"{fname}{signature} in {source} cannot be called as "
+                        f"{article(kind)} {kind}: the gateway calls {call}")
 

@@ -124,11 +124,11 @@ class HttpAdapter:
                 raise errors.get("api.assert.body_required")
             data = body
         else:
-            data = {"controller": controller, "action": action, "body": body}
-            if http.query_string:
-                data.update(_query_args(http.query_string))
+            # the route decides the controller, the action and the body: the query cannot
+            data = _query_args(http.query_string) if http.query_string else {}
             if params:
                 data.update(params)
+            data["controller"], data["action"], data["body"] = controller, action, body
         headers = http.headers
         authorization = headers.get("authorization")
         if authorization and authorization[:7].lower() == "bearer ":

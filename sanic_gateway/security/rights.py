@@ -1,0 +1,145 @@
+"""Roles and profiles turned into rights, checked for every request (SPEC 8.1).
+
+A role is `{controllers: {<controller>|"*": {actions: {<action>|"*": bool}}}}`; a profile lists
+policies `{roleId, restrictedTo?: [{index, collections?}]}`; a user's rights are the union of
+its profiles' policies. The most specific rule of a role wins: (controller, action), then
+(controller, *), then (*, action), then (*, *); a user may do what any of its roles allows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .. import errors
+
+OPEN_ROLE = {"controllers": {"*": {"actions": {"*": True}}}}
+
+
+def check_role(role_id: str, body: Any) -> dict[str, Any]:
+    """The role's body if well formed, else 400 security.role.invalid_rights naming the path."""
+    if not isinstance(body, dict) or not isinstance(body.get("controllers"), dict):
+        raise errors.get("security.role.invalid_rights", role_id, "controllers",
+                         "expected {controllers: {<name>: {actions: {<name>: true|false}}}}")
+    for controller, entry in body["controllers"].items():
+        path = f"controllers.{controller}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("actions"), dict):
+            raise errors.get("security.role.invalid_rights", role_id, path,
+                             "expected {actions: {<action>: true|false}}")
+        extra = set(entry) - {"actions"}
+        if extra:
+            raise errors.get("security.role.invalid_rights", role_id, path,
+                             f"unexpected key(s) {', '.join(sorted(extra))}")
+        for action, value in entry["actions"].items():
+            if not isinstance(value, bool):
+                raise errors.get("security.role.invalid_rights", role_id,
+                                 f"{path}.actions.{action}", "expected true or false")
+    return body
+
+
+def role_allows(controllers: dict[str, Any], controller: str, action: str) -> bool | None:
+    """True/False from the most specific matching rule of one role, None if none matches."""
+    for ctrl in (controller, "*"):
+        entry = controllers.get(ctrl)
+        if entry is None:
+            continue
+        actions = entry["actions"]
+        for act in (action, "*"):
+            value = actions.get(act)
+            if value is not None:
+                return value
+    return None
+
+
+@dataclass(frozen=True)
+class Policy:
+    role_id: str
+    controllers: dict[str, Any]
+    restricted_to: tuple[tuple[str, frozenset[str] | None], ...] | None  # (index, collections)
+
+    def applies(self, index: str | None, collection: str | None) -> bool:
+        if self.restricted_to is None or index is None:
+            return True
+        for allowed_index, collections in self.restricted_to:
+            if allowed_index == index and (collections is None or collection is None
+                                           or collection in collections):
+                return True
+        return False
+
+
+class Rights:
+    """What one user may do, compiled from its policies, with a per-action memo."""
+
+    def __init__(self, policies: Iterable[Policy]) -> None:
+        self.policies = tuple(policies)
+        self._memo: dict[tuple[str, str], bool] = {}
+        self._restricted = any(p.restricted_to is not None for p in self.policies)
+
+    def allows(self, controller: str, action: str, index: str | None = None,
+               collection: str | None = None) -> bool:
+        if not self._restricted:
+            key = (controller, action)
+            found = self._memo.get(key)
+            if found is None:
+                found = self._memo[key] = any(
+                    role_allows(p.controllers, controller, action) for p in self.policies)
+            return found
+        return any(role_allows(p.controllers, controller, action)
+                   for p in self.policies if p.applies(index, collection))
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Kuzzle's getMyRights hits: one per rule of each role."""
+        hits = []
+        for policy in self.policies:
+            scopes = [("*", "*")]
+            if policy.restricted_to is not None:
+                scopes = [(index, c) for index, cols in policy.restricted_to
+                          for c in (sorted(cols) if cols else ["*"])]
+            for controller, entry in policy.controllers.items():
+                for action, value in entry["actions"].items():
+                    for index, collection in scopes:
+                        hits.append({"controller": controller, "action": action, "index": index,
+                                     "collection": collection,
+                                     "value": "allowed" if value else "denied"})
+        return hits
+
+
+def policy_from(role_id: str, role: dict[str, Any], restricted_to: Any) -> Policy:
+    restrictions = None
+    if restricted_to is not None:
+        restrictions = tuple(
+            (r["index"], frozenset(r["collections"]) if r.get("collections") else None)
+            for r in restricted_to
+        )
+    return Policy(role_id, role["controllers"], restrictions)
+
+
+def check_profile(profile_id: str, body: Any) -> dict[str, Any]:
+    """The profile's body if well formed, else 400 security.profile.invalid."""
+    def bad(why: str) -> errors.GatewayError:
+        return errors.get("security.profile.invalid", profile_id, why)
+
+    if not isinstance(body, dict):
+        raise bad("expected {policies: [{roleId: ...}], rateLimit?: int}")
+    extra = set(body) - {"policies", "rateLimit"}
+    if extra:
+        raise bad(f"unexpected key(s) {', '.join(sorted(extra))}")
+    policies = body.get("policies")
+    if not isinstance(policies, list) or not policies:
+        raise bad("'policies' must be a non-empty list of {roleId, restrictedTo?}")
+    for i, policy in enumerate(policies):
+        if not isinstance(policy, dict) or not isinstance(policy.get("roleId"), str):
+            raise bad(f"policies[{i}] needs a 'roleId'")
+        if set(policy) - {"roleId", "restrictedTo"}:
+            raise bad(f"policies[{i}]: only 'roleId' and 'restrictedTo' are allowed")
+        restricted = policy.get("restrictedTo")
+        if restricted is not None and (
+            not isinstance(restricted, list)
+            or not all(isinstance(r, dict) and isinstance(r.get("index"), str)
+                       and isinstance(r.get("collections", []), list) for r in restricted)):
+            raise bad(f"policies[{i}].restrictedTo must be [{{index, collections?: [...]}}]")
+    rate = body.get("rateLimit", 0)
+    if not isinstance(rate, int) or isinstance(rate, bool) or rate < 0:
+        raise bad("'rateLimit' must be an integer >= 0 (0: unlimited)")
+    return body

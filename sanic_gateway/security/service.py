@@ -1,0 +1,131 @@
+"""Security as the funnel sees it: authenticate every request, check its rights and rate.
+
+Also owns what the auth and security controllers work on: the store (roles, profiles, users),
+the tokens and the strategies.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from .. import errors
+from ..api import Action
+from ..request import Request
+from ..storage import Storage
+from .policy import ANONYMOUS
+from .rights import Rights
+from .store import SecurityStore
+from .strategies import LocalStrategy, Strategies
+from .tokens import Tokens
+
+log = logging.getLogger("sanic_gateway.security")
+
+
+class RateCounter:
+    """Requests per key in the current one-second window (Kuzzle's rate limiter)."""
+
+    def __init__(self) -> None:
+        self._second = 0
+        self._counts: dict[str, int] = {}
+
+    def hit(self, key: str) -> int:
+        now = int(time.monotonic())
+        if now != self._second:
+            self._second = now
+            self._counts = {}
+        count = self._counts[key] = self._counts.get(key, 0) + 1
+        return count
+
+
+class Security:
+    def __init__(self, storage: Storage, config: dict[str, Any]) -> None:
+        jwt = config["auth"]["jwt"]
+        self.storage = storage
+        self.store = SecurityStore(storage)
+        self.tokens = Tokens(storage, secret=jwt["secret"], algorithm=jwt["algorithm"],
+                             expires_in=jwt["expires_in"], max_ttl=jwt["max_ttl"])
+        self.strategies = Strategies()
+        self.declared = config.get("security") or {}
+        self.enabled_local = "local" in (config["auth"].get("strategies") or {})
+        self.login_limit = config["limits"]["login_attempts_per_second"]
+        self._requests = RateCounter()
+        self._logins = RateCounter()
+
+    async def start(self) -> None:
+        await self.tokens.start()
+        await self.store.bootstrap()
+        if self.enabled_local:
+            await self.strategies.register(LocalStrategy(self.storage).strategy())
+        await self.apply_declared()
+        if not await self.store.admin_exists():
+            log.warning("no admin user exists: until one does, anonymous users may call every "
+                        "action unless security.roles.anonymous is declared. Create one with "
+                        "security:createFirstAdmin (POST /_createFirstAdmin/<id>?reset).")
+
+    async def apply_declared(self) -> None:
+        """gateway.yaml's `security:` roles, profiles, then users: created or updated."""
+        for role_id, body in (self.declared.get("roles") or {}).items():
+            await self.store.put_role(role_id, body)
+        for profile_id, body in (self.declared.get("profiles") or {}).items():
+            await self.store.put_profile(profile_id, body)
+        for kuid, body in (self.declared.get("users") or {}).items():
+            body = dict(body or {})
+            credentials = body.pop("credentials", None) or {}
+            content = {**(body.get("content") or {}),
+                       "profileIds": body.get("profileIds") or ["default"]}
+            await self.store.replace_user(kuid, content)
+            for name, values in credentials.items():
+                await self.set_credentials(None, name, kuid, values)
+
+    async def set_credentials(self, request: Request | None, name: str, kuid: str,
+                              credentials: Any) -> dict[str, Any]:
+        """Create or update `kuid`'s credentials for strategy `name`, validated first."""
+        strategy = self.strategies.get(name)
+        exists = await strategy.call("exists", request, kuid)
+        await strategy.call("validate", request, credentials, kuid, exists)
+        method = "update" if exists else "create"
+        return await strategy.call(method, request, credentials, kuid) or {}
+
+    # -- the funnel's interface ---------------------------------------------------------------
+
+    async def authenticate(self, request: Request) -> None:
+        jwt = request.input.jwt
+        if not jwt:
+            request.context.user = ANONYMOUS
+            return
+        token = await self.tokens.verify(jwt)
+        try:
+            user, _, _ = await self.store.user_rights(token.userId)
+        except errors.NotFoundError:
+            raise errors.get("security.token.invalid") from None
+        request.context.user = user
+        request.context.token = token
+
+    async def is_allowed(self, request: Request, action: Action) -> bool:
+        user = request.context.user
+        _, rights, rate = await self.store.user_rights(user._id)
+        resource = request.input.resource
+        if not rights.allows(action.controller, action.name, resource.index,
+                             resource.collection):
+            return False
+        logout = action.controller == "auth" and action.name == "logout"
+        if rate and not (logout and user._id != ANONYMOUS._id) and (
+                self._requests.hit(user._id) > rate):
+            raise errors.get("api.process.too_many_requests")
+        return True
+
+    def check_login_rate(self, request: Request) -> None:
+        """`limits.login_attempts_per_second` per connection; over HTTP, per client address."""
+        if not self.login_limit:
+            return
+        connection = request.context.connection
+        key = (f"{connection.protocol}:{connection.ips[0]}"
+               if connection.protocol == "http" and connection.ips else connection.id)
+        if self._logins.hit(key) > self.login_limit:
+            raise errors.get("api.process.too_many_logins_requests")
+
+    async def rights_for(self, kuid: str) -> Rights:
+        _, rights, _ = await self.store.user_rights(kuid)
+        return rights

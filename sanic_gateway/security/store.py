@@ -1,0 +1,208 @@
+"""Roles, profiles and users kept in storage, checked on write, cached for the request path."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .. import errors
+from ..storage import Storage
+from .policy import ANONYMOUS, User
+from .rights import OPEN_ROLE, Rights, check_profile, check_role, policy_from
+
+ROLES, PROFILES, USERS = "roles", "profiles", "users"
+PROTECTED = ("anonymous", "default", "admin")
+RECHECK = 1.0  # seconds a cached user/rights pair is trusted before storage is read again
+
+
+def user_from(doc: dict[str, Any]) -> User:
+    source = dict(doc["_source"])
+    profile_ids = source.pop("profileIds", [])
+    return User(doc["_id"], list(profile_ids), source)
+
+
+class SecurityStore:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._cache: dict[str, tuple[float, User, Rights, int]] = {}
+
+    def forget(self) -> None:
+        """Drop cached rights: called on every security change made in this process."""
+        self._cache.clear()
+
+    async def bootstrap(self) -> None:
+        """The roles and profiles anonymous, default and admin always exist."""
+        for name in PROTECTED:
+            if not await self.storage.exists(ROLES, name):
+                await self.storage.create_or_replace(ROLES, name, OPEN_ROLE)
+            if not await self.storage.exists(PROFILES, name):
+                await self.storage.create_or_replace(
+                    PROFILES, name, {"policies": [{"roleId": name}], "rateLimit": 0})
+
+    # -- roles -------------------------------------------------------------------------------
+
+    async def put_role(self, role_id: str, body: Any, *, create: bool = False,
+                       ) -> dict[str, Any]:
+        _check_id(role_id, "role")
+        body = check_role(role_id, body)
+        if create:
+            doc = await self.storage.create(ROLES, body, id=role_id)
+        else:
+            doc = await self.storage.create_or_replace(ROLES, role_id, body)
+        self.forget()
+        return {"_id": doc["_id"], "_source": body}
+
+    async def get_role(self, role_id: str) -> dict[str, Any]:
+        try:
+            return await self.storage.get(ROLES, role_id)
+        except errors.NotFoundError:
+            raise errors.get("security.role.not_found", role_id) from None
+
+    async def update_role(self, role_id: str, changes: Any) -> dict[str, Any]:
+        current = (await self.get_role(role_id))["_source"]
+        merged = {**current, **(changes or {})}
+        return await self.put_role(role_id, merged)
+
+    async def delete_role(self, role_id: str) -> None:
+        if role_id in PROTECTED:
+            raise errors.get("security.role.cannot_delete")
+        await self.get_role(role_id)
+        for profile in await self._all(PROFILES):
+            if any(p["roleId"] == role_id for p in profile["_source"]["policies"]):
+                raise errors.get("security.role.in_use", role_id)
+        await self.storage.delete(ROLES, role_id)
+        self.forget()
+
+    # -- profiles ----------------------------------------------------------------------------
+
+    async def put_profile(self, profile_id: str, body: Any, *, create: bool = False,
+                          ) -> dict[str, Any]:
+        _check_id(profile_id, "profile")
+        body = check_profile(profile_id, body)
+        for policy in body["policies"]:
+            await self.get_role(policy["roleId"])
+        body = {"rateLimit": 0, **body}
+        if create:
+            doc = await self.storage.create(PROFILES, body, id=profile_id)
+        else:
+            doc = await self.storage.create_or_replace(PROFILES, profile_id, body)
+        self.forget()
+        return {"_id": doc["_id"], "_source": body}
+
+    async def get_profile(self, profile_id: str) -> dict[str, Any]:
+        try:
+            return await self.storage.get(PROFILES, profile_id)
+        except errors.NotFoundError:
+            raise errors.get("security.profile.not_found", profile_id) from None
+
+    async def update_profile(self, profile_id: str, changes: Any) -> dict[str, Any]:
+        current = (await self.get_profile(profile_id))["_source"]
+        return await self.put_profile(profile_id, {**current, **(changes or {})})
+
+    async def delete_profile(self, profile_id: str) -> None:
+        if profile_id in PROTECTED:
+            raise errors.get("security.profile.cannot_delete")
+        await self.get_profile(profile_id)
+        for user in await self._all(USERS):
+            if profile_id in user["_source"].get("profileIds", []):
+                raise errors.get("security.profile.in_use", profile_id)
+        await self.storage.delete(PROFILES, profile_id)
+        self.forget()
+
+    # -- users -------------------------------------------------------------------------------
+
+    async def _check_user(self, kuid: str, content: Any) -> dict[str, Any]:
+        _check_id(kuid, "user")
+        if kuid == ANONYMOUS._id:
+            raise errors.get("api.assert.invalid_argument", "_id", "any id but -1 (anonymous)")
+        if not isinstance(content, dict):
+            raise errors.get("api.assert.invalid_type", "content", "object")
+        profile_ids = content.get("profileIds")
+        if (not isinstance(profile_ids, list) or not profile_ids
+                or not all(isinstance(p, str) for p in profile_ids)):
+            raise errors.get("security.user.no_profile", kuid)
+        for profile_id in profile_ids:
+            await self.get_profile(profile_id)
+        return content
+
+    async def create_user(self, kuid: str, content: Any) -> User:
+        content = await self._check_user(kuid, content)
+        try:
+            doc = await self.storage.create(USERS, content, id=kuid)
+        except errors.BadRequestError:
+            raise errors.get("security.user.already_exists", kuid) from None
+        self.forget()
+        return user_from(doc)
+
+    async def replace_user(self, kuid: str, content: Any) -> User:
+        content = await self._check_user(kuid, content)
+        doc = await self.storage.create_or_replace(USERS, kuid, content)
+        self.forget()
+        return user_from(doc)
+
+    async def get_user(self, kuid: str) -> User:
+        try:
+            return user_from(await self.storage.get(USERS, kuid))
+        except errors.NotFoundError:
+            raise errors.get("security.user.not_found", kuid) from None
+
+    async def update_user(self, kuid: str, changes: dict[str, Any]) -> User:
+        user = await self.get_user(kuid)
+        merged = {**user.content, "profileIds": user.profileIds, **changes}
+        return await self.replace_user(kuid, merged)
+
+    async def delete_user(self, kuid: str) -> None:
+        await self.get_user(kuid)
+        await self.storage.delete(USERS, kuid)
+        self.forget()
+
+    async def admin_exists(self) -> bool:
+        return any("admin" in u["_source"].get("profileIds", []) for u in await self._all(USERS))
+
+    # -- rights ------------------------------------------------------------------------------
+
+    async def user_rights(self, kuid: str) -> tuple[User, Rights, int]:
+        """The user, its rights and its rate limit (0: unlimited), cached for RECHECK s."""
+        now = time.monotonic()
+        cached = self._cache.get(kuid)
+        if cached is not None and now - cached[0] < RECHECK:
+            return cached[1], cached[2], cached[3]
+        user = ANONYMOUS if kuid == ANONYMOUS._id else await self.get_user(kuid)
+        rights, rate = await self.rights_of(user.profileIds)
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[kuid] = (now, user, rights, rate)
+        return user, rights, rate
+
+    async def rights_of(self, profile_ids: list[str]) -> tuple[Rights, int]:
+        policies, limits = [], []
+        for profile_id in profile_ids:
+            try:
+                profile = (await self.storage.get(PROFILES, profile_id))["_source"]
+            except errors.NotFoundError:
+                continue  # a deleted profile grants nothing
+            limits.append(profile.get("rateLimit", 0))
+            for policy in profile["policies"]:
+                try:
+                    role = (await self.storage.get(ROLES, policy["roleId"]))["_source"]
+                except errors.NotFoundError:
+                    continue
+                policies.append(policy_from(policy["roleId"], role, policy.get("restrictedTo")))
+        # as in Kuzzle: the most permissive profile wins, and 0 (unlimited) beats any limit
+        rate = 0 if not limits or 0 in limits else max(limits)
+        return Rights(policies), rate
+
+    async def _all(self, collection: str) -> list[dict[str, Any]]:
+        out, start = [], 0
+        while True:
+            page = await self.storage.search(collection, None, from_=start, size=1000)
+            out += page["hits"]
+            start += len(page["hits"])
+            if not page["hits"] or start >= page["total"]:
+                return out
+
+
+def _check_id(value: Any, kind: str) -> None:
+    if not isinstance(value, str) or not value or len(value) > 256 or value.startswith("_"):
+        raise errors.get("api.assert.invalid_argument", "_id",
+                         f"a {kind} id: a non-empty string not starting with '_'")

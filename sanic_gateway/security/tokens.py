@@ -1,0 +1,167 @@
+"""JWTs: issued at login, checked on every authenticated request, revoked at logout.
+
+Signed with joserfc, Authlib's JOSE implementation (Authlib 1.7 deprecated its own
+`authlib.jose` in its favour). The algorithm is pinned: a token whose header names another
+algorithm, `none` included, is refused before its signature is even looked at. Revocations are
+stored (so every worker and node sees them) and cached here for `RECHECK` seconds.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import OctKey
+
+from .. import errors
+from ..storage import Storage
+
+SETTINGS = "gateway.settings"
+REVOKED = "tokens.revoked"
+REVOKED_BEFORE = "tokens.revoked_before"
+RECHECK = 1.0  # seconds a verified token is trusted before storage is asked again
+MIN_SECRET_LENGTH = 32
+
+
+@dataclass
+class Token:
+    """What `request.context.token` holds for an authenticated request."""
+
+    _id: str  # the JWT's jti
+    jwt: str
+    userId: str
+    expiresAt: int | None
+    issuedAt: int
+
+    @property
+    def ttl(self) -> int:
+        return -1 if self.expiresAt is None else max(0, self.expiresAt - int(time.time() * 1000))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"_id": self._id, "userId": self.userId, "expiresAt": self.expiresAt,
+                "ttl": self.ttl}
+
+
+class Tokens:
+    def __init__(self, storage: Storage, *, secret: str, algorithm: str, expires_in: float,
+                 max_ttl: float) -> None:
+        self.storage = storage
+        self.algorithm = algorithm
+        self.expires_in = expires_in
+        self.max_ttl = max_ttl
+        self._secret = secret
+        self._key: OctKey | None = None
+        self._checked: dict[str, float] = {}  # jti -> when storage last said "not revoked"
+        self._revoked: set[str] = set()
+
+    async def start(self) -> None:
+        """Use the configured secret, or one generated once and kept in storage, so that
+        tokens survive restarts and every worker signs with the same key."""
+        secret = self._secret
+        if not secret:
+            try:
+                doc = await self.storage.get(SETTINGS, "jwt_secret")
+            except errors.NotFoundError:
+                doc = await self.storage.create_or_replace(
+                    SETTINGS, "jwt_secret", {"secret": secrets.token_urlsafe(48)})
+                doc = await self.storage.get(SETTINGS, "jwt_secret")
+            secret = doc["_source"]["secret"]
+        elif len(secret) < MIN_SECRET_LENGTH:
+            raise ValueError(f"auth.jwt.secret must be at least {MIN_SECRET_LENGTH} characters "
+                             "(or empty: one is then generated and kept in storage)")
+        self._key = OctKey.import_key(secret.encode())
+
+    def ttl_of(self, expires_in: Any) -> float | None:
+        """Seconds a new token lives (None: forever), from a login's `expiresIn` argument:
+        a number of milliseconds or a duration string, as in Kuzzle."""
+        from ..config import parse_duration
+
+        if expires_in is None:
+            seconds = self.expires_in
+        else:
+            try:
+                if isinstance(expires_in, int | float) or str(expires_in).lstrip("-").isdigit():
+                    seconds = float(expires_in) / 1000 if float(expires_in) != -1 else -1.0
+                else:
+                    seconds = parse_duration(expires_in, allow_unlimited=True)
+            except (ValueError, TypeError) as exc:
+                raise errors.get("security.token.invalid_expiration", expires_in) from exc
+        if seconds == -1 or seconds < 0:
+            if self.max_ttl > 0:
+                raise errors.get("security.token.ttl_exceeded")
+            if seconds != -1:
+                raise errors.get("security.token.invalid_expiration", expires_in)
+            return None
+        if self.max_ttl > 0 and seconds > self.max_ttl:
+            raise errors.get("security.token.ttl_exceeded")
+        return seconds
+
+    def issue(self, kuid: str, ttl: float | None) -> Token:
+        assert self._key is not None, "Tokens.start() was not awaited"
+        now = time.time()
+        claims: dict[str, Any] = {"sub": kuid, "jti": uuid.uuid4().hex, "iat": round(now, 3)}
+        if ttl is not None:
+            claims["exp"] = int(now + ttl)
+        encoded = jwt.encode({"alg": self.algorithm, "typ": "JWT"}, claims, self._key,
+                             algorithms=[self.algorithm])
+        return Token(claims["jti"], encoded, kuid,
+                     None if ttl is None else claims["exp"] * 1000, int(now * 1000))
+
+    async def verify(self, encoded: str) -> Token:
+        """The token's content, or 401 `security.token.invalid` / `security.token.expired`."""
+        assert self._key is not None, "Tokens.start() was not awaited"
+        try:
+            decoded = jwt.decode(encoded, self._key, algorithms=[self.algorithm])
+        except (JoseError, ValueError, TypeError) as exc:
+            raise errors.get("security.token.invalid") from exc
+        claims = decoded.claims
+        kuid, jti, iat = claims.get("sub"), claims.get("jti"), claims.get("iat")
+        if (not isinstance(kuid, str) or not isinstance(jti, str)
+                or not isinstance(iat, int | float)):
+            raise errors.get("security.token.invalid")
+        exp = claims.get("exp")
+        if exp is not None and (not isinstance(exp, int | float) or exp <= time.time()):
+            raise errors.get("security.token.expired")
+        if await self.is_revoked(jti, kuid, iat):
+            raise errors.get("security.token.invalid")
+        return Token(jti, encoded, kuid, None if exp is None else int(exp) * 1000,
+                     int(iat * 1000))
+
+    async def is_revoked(self, jti: str, kuid: str, iat: float) -> bool:
+        if jti in self._revoked:
+            return True
+        now = time.monotonic()
+        if now - self._checked.get(jti, -RECHECK) < RECHECK:
+            return False
+        revoked = await self.storage.exists(REVOKED, jti)
+        if not revoked:
+            try:
+                before = (await self.storage.get(REVOKED_BEFORE, kuid))["_source"]["before"]
+                revoked = iat <= before
+            except errors.NotFoundError:
+                pass
+        if revoked:
+            self._revoked.add(jti)
+            self._checked.pop(jti, None)
+        else:
+            if len(self._checked) > 100_000:
+                self._checked.clear()
+            self._checked[jti] = now
+        return revoked
+
+    async def revoke(self, token: Token) -> None:
+        self._revoked.add(token._id)
+        self._checked.pop(token._id, None)
+        ttl = None if token.expiresAt is None else max(1.0, token.ttl / 1000 + 1)
+        await self.storage.create_or_replace(REVOKED, token._id, {"userId": token.userId},
+                                             ttl=ttl)
+
+    async def revoke_all(self, kuid: str) -> None:
+        """Every token of `kuid` issued until now (logout with `global`, user deleted)."""
+        self._checked.clear()
+        await self.storage.create_or_replace(REVOKED_BEFORE, kuid, {"before": time.time()})
