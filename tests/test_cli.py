@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,7 +29,7 @@ def cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
 def test_check_the_example_gateway_yaml():
     done = cli("check", cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    assert "plugins (1):" in done.stdout
+    assert "plugins (2):" in done.stdout
     assert "notes  [handlers.notes:NotesPlugin]" in done.stdout
     assert "pipe notes/notes:beforeCreate -> stamp" in done.stdout
     assert "POST   /_plugin/notes/notes -> notes/notes:create" in done.stdout
@@ -139,20 +140,33 @@ def wait_for(url: str, proc: subprocess.Popen[str], timeout: float = 20) -> None
 
 def test_run_serves_the_example(tmp_path):
     port = free_port()
+    # the example's storage goes to a fresh folder: copy the example there
+    for name in ("gateway.yaml", "handlers"):
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, tmp_path / name)
     proc = subprocess.Popen(
-        [SCRIPT, "run", "--port", str(port)], cwd=ROOT, text=True,
+        [SCRIPT, "run", "--port", str(port)], cwd=tmp_path, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(f"{base}/_now", proc)
-        created = httpx.post(f"{base}/_/notes/notes", json={"text": "buy milk"}).json()
+        anonymous = httpx.post(f"{base}/_/notes/notes", json={"text": "buy milk"})
+        assert anonymous.status_code == 401  # the example's anonymous role may only read
+        login = httpx.post(f"{base}/_login/local",
+                           json={"username": "alice", "password": "alice-password"})
+        auth = {"Authorization": f"Bearer {login.json()['result']['jwt']}"}
+        created = httpx.post(f"{base}/_/notes/notes", json={"text": "buy milk"},
+                             headers=auth).json()
         assert created["status"] == 200
         note = created["result"]
         assert note["_source"]["text"] == "buy milk"
         assert isinstance(note["_source"]["createdAt"], int)  # stamped by the pipe
         got = httpx.get(f"{base}/_plugin/notes/notes/{note['_id']}").json()
         assert got["result"] == note
-        bad = httpx.post(f"{base}/_/notes/notes", json={"title": "no text"})
+        bad = httpx.post(f"{base}/_/notes/notes", json={"title": "no text"}, headers=auth)
         assert bad.status_code == 400
         assert bad.json()["error"]["id"] == "api.assert.missing_argument"
         time.sleep(0.2)

@@ -33,7 +33,11 @@ class ServerController:
             action("healthCheck", self.health_check, "/_healthCheck"),
             action("publicApi", self.public_api, "/_publicApi"),
             action("openapi", self.openapi, "/_openapi"),
+            action("adminExists", self.admin_exists, "/_adminExists"),
         )))]
+
+    async def admin_exists(self, request: Request) -> dict[str, bool]:
+        return {"exists": await self.gateway.security.store.admin_exists()}
 
     async def now(self, request: Request) -> dict[str, Any]:
         return {"now": int(time.time() * 1000)}

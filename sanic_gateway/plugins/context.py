@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..request import ClientConnection, Request, RequestContext
+from ..security.strategies import strategy_from_callables
+from ..storage import Repository
 
 if TYPE_CHECKING:
     from ..gateway import Gateway
@@ -29,8 +31,8 @@ class Accessors:
     def __init__(self, gateway: Gateway, plugin: str) -> None:
         self._gateway = gateway
         self._plugin = plugin
-        self.storage = None  # a private Repository per plugin: comes with storage (SPEC 9)
-        self.strategies = None  # add/remove: comes with security (SPEC 8.3)
+        self.storage = PluginStorage(gateway, plugin)
+        self.strategies = PluginStrategies(gateway, plugin)
         self.subscription = None  # register/unregister: comes with realtime (SPEC 7.3)
 
     async def execute(self, request: Request | Mapping[str, Any]) -> Request:
@@ -50,6 +52,43 @@ class Accessors:
         return await self._gateway.bus.trigger(f"plugin-{self._plugin}:{event}", payload)
 
 
+class PluginStorage:
+    """`context.accessors.storage`: the plugin's private collections (SPEC 9)."""
+
+    def __init__(self, gateway: Gateway, plugin: str) -> None:
+        self._gateway = gateway
+        self._plugin = plugin
+
+    def repository(self, collection: str) -> Repository:
+        """A Repository on `collection` of this plugin's own space."""
+        storage = self._gateway.storage
+        if storage is None:
+            raise errors.get("services.storage.unavailable", "the gateway has not started")
+        return Repository.for_plugin(storage, self._plugin, collection)
+
+    __call__ = repository
+
+
+class PluginStrategies:
+    """`context.accessors.strategies`: add and remove authentication strategies at run time."""
+
+    def __init__(self, gateway: Gateway, plugin: str) -> None:
+        self._gateway = gateway
+        self._plugin = plugin
+
+    async def add(self, name: str, strategy: Mapping[str, Any]) -> None:
+        """`strategy`: `{"methods": {"verify": callable, ...}, "fields": [...]}`, Kuzzle's
+        method set; the methods are callables (plain or async)."""
+        methods = dict(strategy.get("methods") or {})
+        built = strategy_from_callables(name, methods, list(strategy.get("fields") or []),
+                                        owner=self._plugin)
+        await self._gateway.security.strategies.register(built)
+
+    async def remove(self, name: str) -> None:
+        """Remove a strategy this plugin added (another plugin's: refused)."""
+        self._gateway.security.strategies.unregister(name, self._plugin)
+
+
 class PluginContext:
     """`config`, `secrets`, `log`, `errors`, `accessors`, `constructors`."""
 
@@ -61,5 +100,5 @@ class PluginContext:
         self.accessors = Accessors(gateway, plugin) if gateway is not None else None
         self.constructors = types.SimpleNamespace(
             Request=Request, RequestContext=RequestContext, ClientConnection=ClientConnection,
-            Repository=None,
+            Repository=self.accessors.storage.repository if self.accessors else None,
         )

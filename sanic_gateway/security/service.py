@@ -59,10 +59,11 @@ class Security:
         if self.enabled_local:
             await self.strategies.register(LocalStrategy(self.storage).strategy())
         await self.apply_declared()
-        if not await self.store.admin_exists():
-            log.warning("no admin user exists: until one does, anonymous users may call every "
-                        "action unless security.roles.anonymous is declared. Create one with "
-                        "security:createFirstAdmin (POST /_createFirstAdmin/<id>?reset).")
+        anonymous, _ = await self.store.rights_of(["anonymous"])
+        if anonymous.allows("security", "createUser"):
+            log.warning("anonymous users may call every action, security included: declare "
+                        "security.roles.anonymous in gateway.yaml, or create the first admin "
+                        "with POST /_createFirstAdmin/<id>?reset")
 
     async def apply_declared(self) -> None:
         """gateway.yaml's `security:` roles, profiles, then users: created or updated."""
