@@ -277,6 +277,15 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
                        'The profile "%s" is still used and cannot be deleted.'),
             "invalid": (7, "BadRequestError", 'Invalid profile "%s": %s'),
         }),
+        "oauth": (8, {
+            "invalid_state": (1, "UnauthorizedError", "OAuth state missing, unknown, expired or already used."),
+            "denied": (2, "UnauthorizedError", 'The provider "%s" refused the login: %s'),
+            "provider_unavailable": (3, "ServiceUnavailableError", 'OAuth provider "%s" unavailable: %s'),
+            "invalid_token": (4, "UnauthorizedError", 'Invalid token from provider "%s": %s'),
+            "missing_claim": (5, "UnauthorizedError", 'Provider "%s" gave no "%s" claim.'),
+            "missing_token": (6, "BadRequestError", 'POST /_login/%s needs a body {"id_token": ...} or {"access_token": ...}.'),
+            "exchange_failed": (7, "UnauthorizedError", 'Provider "%s" refused the code exchange: %s'),
+        }),
         "rights": (3, {
             "unauthorized": (
                 1, "UnauthorizedError",

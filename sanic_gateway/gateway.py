@@ -166,12 +166,14 @@ class Gateway:
         return url
 
     async def start(self) -> None:
-        """Open storage, start security (built-in roles, declared entries, strategies), call
-        each plugin's init in file order (awaiting async ones), then fire core:gatewayStart.
+        """Open storage, start security (built-in roles, strategies), call each plugin's init
+        in file order (awaiting async ones), create or update the declared roles, profiles and
+        users (their credentials may be of a plugin strategy), then fire core:gatewayStart.
         Raises PluginStartError naming the plugin that failed; nothing stays open then."""
         self.storage = await open_storage(self.storage_url())
         try:
-            self.security = Security(self.storage, self.config.data)
+            auth = self.pm.get_plugin("core:auth")
+            self.security = Security(self.storage, self.config.data, issue=auth.issue_for)
             await self.security.start()
             self.funnel.security = self.security
             for plugin_name, strategy_name, fields, methods in self.plugin_strategies:
@@ -181,6 +183,8 @@ class Gateway:
                 except Exception as exc:
                     raise PluginStartError(plugin_name, exc) from exc
             await self._init_plugins()
+            await self.security.apply_declared()
+            await self.security.warn_if_open()
         except BaseException:
             await self.storage.close()
             self.storage = None

@@ -203,6 +203,7 @@ def test_an_unset_variable_names_itself(tmp_path: Path) -> None:
             github:
               oauth2:
                 client_id: ${GITHUB_CLIENT_ID}
+                server_metadata_url: https://issuer.example/.well-known/openid-configuration
         """) == [
         "gateway.yaml:5: auth.strategies.github.oauth2.client_id: environment variable "
         "GITHUB_CLIENT_ID is not set; set it or write ${GITHUB_CLIENT_ID:-default}"

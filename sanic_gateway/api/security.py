@@ -146,7 +146,12 @@ class SecurityController:
             raise errors.get("api.process.admin_exists")
         body = request.input.body or {}
         kuid = doc_id(request, required=False) or uuid.uuid4().hex
-        content = {**(body.get("content") or {}), "profileIds": ["admin"]}
+        content = body.get("content") or {}
+        if not isinstance(content, dict):
+            raise errors.get("api.assert.invalid_type", "body.content", "object")
+        if "profileIds" in content:  # as in Kuzzle: the first admin's profile is not a choice
+            raise errors.get("api.assert.forbidden_argument", "body.content.profileIds")
+        content = {**content, "profileIds": ["admin"]}
         out = await self._create_user(request, kuid, content, body.get("credentials"))
         if request.input.args.get("reset") in (True, "true", "1"):
             for role_id, role in RESTRICTED_ROLES.items():

@@ -40,8 +40,10 @@ def check(document: dict[str, Any], issue: MakeIssue) -> list[ConfigIssue]:
                 found += _check_protocol(("server", "protocols", name), name, spec, issue)
     auth = document.get("auth")
     if isinstance(auth, dict) and isinstance(auth.get("strategies"), dict):
-        for name in auth["strategies"]:
+        for name, spec in auth["strategies"].items():
             found += _check_name(("auth", "strategies", name), "strategy", name, issue)
+            if name != "local":
+                found += _check_oauth2(("auth", "strategies", name), spec, issue)
     plugins = document.get("plugins")
     if isinstance(plugins, dict):
         for name, spec in plugins.items():
@@ -49,6 +51,26 @@ def check(document: dict[str, Any], issue: MakeIssue) -> list[ConfigIssue]:
             found += _check_name(where, "plugin", name, issue)
             if isinstance(spec, dict):
                 found += _check_plugin(where, spec, issue)
+    return found
+
+
+def _check_oauth2(path: KeyPath, spec: Any, issue: MakeIssue) -> list[ConfigIssue]:
+    """An OAuth2/OIDC provider needs a client id and either discovery or explicit endpoints."""
+    oauth2 = spec.get("oauth2") if isinstance(spec, dict) else None
+    if not isinstance(oauth2, dict):
+        return [issue(path, "a strategy other than 'local' needs an 'oauth2:' block "
+                            "(plugin strategies go under plugins.<name>.strategies)")]
+    where = (*path, "oauth2")
+    found = []
+    if not oauth2.get("client_id"):
+        found.append(issue((*where, "client_id"), "missing 'client_id'"))
+    if not oauth2.get("server_metadata_url"):
+        missing = [k for k in ("authorize_url", "access_token_url") if not oauth2.get(k)]
+        if not (oauth2.get("userinfo_url") or oauth2.get("jwks_uri")):
+            missing.append("userinfo_url (or jwks_uri)")
+        if missing:
+            found.append(issue(where, "give 'server_metadata_url' (OpenID discovery) or the "
+                                      f"endpoints: missing {', '.join(repr(m) for m in missing)}"))
     return found
 
 

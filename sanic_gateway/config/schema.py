@@ -98,18 +98,24 @@ CLUSTER = _mapping(
     default={},
 )
 
+def _url() -> Rules:
+    return {**_optional_string(), "check_with": "http_url"}
+
+
 OAUTH2 = _mapping({
-    "server_metadata_url": _optional_string(),
-    "authorize_url": _optional_string(),
-    "access_token_url": _optional_string(),
-    "userinfo_url": _optional_string(),
-    "jwks_uri": _optional_string(),
+    "server_metadata_url": _url(),
+    "authorize_url": _url(),
+    "access_token_url": _url(),
+    "userinfo_url": _url(),
+    "jwks_uri": _url(),
+    "issuer": _optional_string(),
+    "redirect_uri": _url(),
     "client_id": _optional_string(),
     "client_secret": _optional_string(),
     "scope": _string(default="openid email profile"),
     "kuid_claim": _string(default="sub"),
     "profiles": {"type": "list", "schema": _string(), "default": ["default"]},
-    "success_redirect": _optional_string(),
+    "success_redirect": _url(),
     "timeout": _duration(10.0),
 })
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import cerberus
 from cerberus import errors as cerberus_errors
@@ -60,6 +61,12 @@ class _Validator(cerberus.Validator):
         if isinstance(value, str) and not value.startswith(_STORAGE_SCHEMES):
             self._error(field, f"unsupported storage URL {value!r} (use sqlite:///path/to/db "
                                "or postgresql://user@host/db)")
+
+    def _check_with_http_url(self, field: str, value: Any) -> None:
+        if isinstance(value, str):
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc or " " in value:
+                self._error(field, f"malformed URL {value!r} (expected http(s)://host/path)")
 
     def _check_with_redis_url(self, field: str, value: Any) -> None:
         if isinstance(value, str) and not value.startswith(_REDIS_SCHEMES):

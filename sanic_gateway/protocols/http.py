@@ -18,7 +18,13 @@ from urllib.parse import parse_qsl
 import orjson
 from sanic import Request as SanicRequest
 from sanic import Sanic
-from sanic.exceptions import MethodNotAllowed, NotFound, PayloadTooLarge, SanicException
+from sanic.exceptions import (
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    SanicException,
+    ServiceUnavailable,
+)
 from sanic.handlers import ErrorHandler
 from sanic.response import HTTPResponse
 
@@ -207,6 +213,8 @@ class GatewayErrorHandler(ErrorHandler):
             error = errors.get("network.http.url_not_found", f"{method} {path}")
         elif isinstance(exception, PayloadTooLarge):
             error = errors.get("network.http.request_too_large")
+        elif isinstance(exception, ServiceUnavailable):  # limits.request_timeout reached
+            error = errors.get("core.fatal.service_unavailable", str(exception))
         elif isinstance(exception, SanicException):
             error = errors.get("network.http.unexpected_error", str(exception))
             error.status = exception.status_code

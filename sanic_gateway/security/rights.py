@@ -59,11 +59,12 @@ class Policy:
     restricted_to: tuple[tuple[str, frozenset[str] | None], ...] | None  # (index, collections)
 
     def applies(self, index: str | None, collection: str | None) -> bool:
+        """Kuzzle's rule: a request naming no index is not restricted; one naming an index
+        needs that index listed, and, if the index lists collections, one of them."""
         if self.restricted_to is None or index is None:
             return True
         for allowed_index, collections in self.restricted_to:
-            if allowed_index == index and (collections is None or collection is None
-                                           or collection in collections):
+            if allowed_index == index and (collections is None or collection in collections):
                 return True
         return False
 
@@ -89,8 +90,10 @@ class Rights:
                    for p in self.policies if p.applies(index, collection))
 
     def describe(self) -> list[dict[str, Any]]:
-        """Kuzzle's getMyRights hits: one per rule of each role."""
-        hits = []
+        """Kuzzle's getMyRights hits: one per rule of each role, identical ones once (a rule
+        allowed by one role and denied by another appears twice, as in Kuzzle)."""
+        hits: list[dict[str, Any]] = []
+        seen: set[tuple[str, str, str, str, bool]] = set()
         for policy in self.policies:
             scopes = [("*", "*")]
             if policy.restricted_to is not None:
@@ -99,6 +102,10 @@ class Rights:
             for controller, entry in policy.controllers.items():
                 for action, value in entry["actions"].items():
                     for index, collection in scopes:
+                        key = (controller, action, index, collection, value)
+                        if key in seen:
+                            continue
+                        seen.add(key)
                         hits.append({"controller": controller, "action": action, "index": index,
                                      "collection": collection,
                                      "value": "allowed" if value else "denied"})

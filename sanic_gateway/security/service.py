@@ -14,6 +14,7 @@ from .. import errors
 from ..api import Action
 from ..request import Request
 from ..storage import Storage
+from .oauth import IssueToken, OAuthStrategy
 from .policy import ANONYMOUS
 from .rights import Rights
 from .store import SecurityStore
@@ -40,8 +41,13 @@ class RateCounter:
 
 
 class Security:
-    def __init__(self, storage: Storage, config: dict[str, Any]) -> None:
+    def __init__(self, storage: Storage, config: dict[str, Any],
+                 issue: IssueToken | None = None) -> None:
         jwt = config["auth"]["jwt"]
+        self.issue = issue
+        self.providers = {name: spec["oauth2"]
+                          for name, spec in (config["auth"].get("strategies") or {}).items()
+                          if isinstance(spec, dict) and spec.get("oauth2")}
         self.storage = storage
         self.store = SecurityStore(storage)
         self.tokens = Tokens(storage, secret=jwt["secret"], algorithm=jwt["algorithm"],
@@ -54,11 +60,19 @@ class Security:
         self._logins = RateCounter()
 
     async def start(self) -> None:
+        """Tokens, the built-in roles and profiles, the strategies of the core. The declared
+        entries come later (`apply_declared`), once plugins have registered their strategies
+        and run their init: declared users may have credentials of a plugin strategy."""
         await self.tokens.start()
         await self.store.bootstrap()
         if self.enabled_local:
             await self.strategies.register(LocalStrategy(self.storage).strategy())
-        await self.apply_declared()
+        for name, conf in self.providers.items():
+            assert self.issue is not None, "OAuth providers need the gateway's login answer"
+            provider = OAuthStrategy(name, conf, self.storage, self.store, self.issue)
+            await self.strategies.register(provider.strategy())
+
+    async def warn_if_open(self) -> None:
         anonymous, _ = await self.store.rights_of(["anonymous"])
         if anonymous.allows("security", "createUser"):
             log.warning("anonymous users may call every action, security included: declare "

@@ -8,6 +8,8 @@ stored (so every worker and node sees them) and cached here for `RECHECK` second
 
 from __future__ import annotations
 
+import math
+import re
 import secrets
 import time
 import uuid
@@ -26,6 +28,9 @@ REVOKED = "tokens.revoked"
 REVOKED_BEFORE = "tokens.revoked_before"
 RECHECK = 1.0  # seconds a verified token is trusted before storage is asked again
 MIN_SECRET_LENGTH = 32
+# the longest `expiresIn` a login may ask (100 years): beyond, `exp` stops being a sane number
+MAX_EXPIRES_IN = 100 * 365 * 86400.0
+_MILLISECONDS = re.compile(r"-?\d+(\.\d+)?")
 
 
 @dataclass
@@ -85,12 +90,17 @@ class Tokens:
             seconds = self.expires_in
         else:
             try:
-                if isinstance(expires_in, int | float) or str(expires_in).lstrip("-").isdigit():
+                if isinstance(expires_in, bool):
+                    raise TypeError("a boolean is no duration")
+                if (isinstance(expires_in, int | float)
+                        or _MILLISECONDS.fullmatch(str(expires_in))):
                     seconds = float(expires_in) / 1000 if float(expires_in) != -1 else -1.0
                 else:
                     seconds = parse_duration(expires_in, allow_unlimited=True)
             except (ValueError, TypeError) as exc:
                 raise errors.get("security.token.invalid_expiration", expires_in) from exc
+            if not math.isfinite(seconds) or seconds > MAX_EXPIRES_IN:
+                raise errors.get("security.token.invalid_expiration", expires_in)
         if seconds == -1 or seconds < 0:
             if self.max_ttl > 0:
                 raise errors.get("security.token.ttl_exceeded")

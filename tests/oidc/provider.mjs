@@ -1,0 +1,58 @@
+// A real OpenID Connect provider for the tests: oauth2-mock-server on loopback.
+// Usage: node tests/oidc/provider.mjs PORT
+// POST /_mode {"mode": "..."} changes how the next logins go:
+//   normal | wrong_audience | expired | bad_signature | denied | no_id_token | token_error
+import { OAuth2Server, Events } from 'oauth2-mock-server';
+
+const port = Number(process.argv[2] || 0);
+const server = new OAuth2Server();
+await server.issuer.keys.generate('RS256');
+let mode = 'normal';
+let subject = 'user-1';
+
+server.service.addRoute('POST', '/_mode', (req, res) => {
+  let data = '';
+  req.on('data', (chunk) => { data += chunk; });
+  req.on('end', () => {
+    const body = JSON.parse(data || '{}');
+    mode = body.mode || 'normal';
+    subject = body.sub || subject;
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ mode, subject }));
+  });
+});
+
+server.service.on(Events.BeforeTokenSigning, (token) => {
+  const now = Math.floor(Date.now() / 1000);
+  token.payload.sub = subject;
+  token.payload.email = `${subject}@example.test`;
+  token.payload.name = `User ${subject}`;
+  if (mode === 'wrong_audience') token.payload.aud = 'someone-else';
+  if (mode === 'expired') { token.payload.iat = now - 7200; token.payload.exp = now - 3600; }
+});
+
+server.service.on(Events.BeforeResponse, (response) => {
+  if (mode === 'bad_signature' && response.body.id_token) {
+    const [h, p, s] = response.body.id_token.split('.');
+    response.body.id_token = [h, p, s.slice(0, -4) + (s.endsWith('AAAA') ? 'BBBB' : 'AAAA')].join('.');
+  }
+  if (mode === 'no_id_token') delete response.body.id_token;
+  if (mode === 'token_error') { response.body = { error: 'invalid_grant' }; response.statusCode = 400; }
+});
+
+server.service.on(Events.BeforeUserinfo, (response) => {
+  response.body = { sub: subject, email: `${subject}@example.test`, name: `User ${subject}` };
+});
+
+server.service.on(Events.BeforeAuthorizeRedirect, (redirect) => {
+  if (mode === 'denied') {
+    redirect.url.searchParams.delete('code');
+    redirect.url.searchParams.set('error', 'access_denied');
+    redirect.url.searchParams.set('error_description', 'the user said no');
+  }
+});
+
+await server.start(port, '127.0.0.1');
+server.issuer.url = `http://127.0.0.1:${server.address().port}`;
+console.log(`READY ${server.issuer.url}`);
+process.on('SIGTERM', async () => { await server.stop(); process.exit(0); });
