@@ -41,18 +41,28 @@ class Funnel:
             action.on_after = event(action.after)
             action.on_error = event(action.error)
 
-    async def execute(self, request: Request) -> Request:
-        """Run `request` through events, security and its action; return it with its outcome."""
+    async def execute(self, request: Request, *, check_rights: bool = True) -> Request:
+        """Run `request` through events, security and its action; return it with its outcome.
+
+        `check_rights=False` is for requests a plugin makes (`accessors.execute`): as in Kuzzle,
+        they are authenticated if they carry a token, but not checked against rights.
+        """
         action: Action | None = None
         try:
             if self.on_before_execution.active:
                 request = await self.on_before_execution.fire(request)
             action = self.api.get(request.input.controller, request.input.action)
-            await self.security.authenticate(request)
-            if not await self.security.is_allowed(request, action):
+            denied: errors.GatewayError | None = None
+            try:
+                await self.security.authenticate(request)
+                if check_rights and not await self.security.is_allowed(request, action):
+                    denied = self._denied(request, action)
+            except errors.UnauthorizedError as exc:  # a bad, expired or revoked token
+                denied = exc
+            if denied is not None:
                 if self.on_unauthorized.active:
                     request = await self.on_unauthorized.fire(request)
-                raise self._denied(request, action)
+                raise denied
             if self.on_authorized.active:
                 request = await self.on_authorized.fire(request)
             if action.on_before.active:

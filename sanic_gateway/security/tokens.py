@@ -62,6 +62,7 @@ class Tokens:
         self._secret = secret
         self._key: OctKey | None = None
         self._checked: dict[str, float] = {}  # jti -> when storage last said "not revoked"
+        self._verified: dict[str, tuple[Token, float]] = {}  # raw JWT -> (token, when)
         self._revoked: set[str] = set()
 
     async def start(self) -> None:
@@ -123,7 +124,28 @@ class Tokens:
                      None if ttl is None else claims["exp"] * 1000, int(now * 1000))
 
     async def verify(self, encoded: str) -> Token:
-        """The token's content, or 401 `security.token.invalid` / `security.token.expired`."""
+        """The token's content, or 401 `security.token.invalid` / `security.token.expired`.
+
+        A token verified less than RECHECK seconds ago is not decoded again (decoding is most
+        of an authenticated request's cost); its expiry and local revocation still are checked.
+        """
+        if not isinstance(encoded, str):
+            raise errors.get("security.token.invalid")
+        cached = self._verified.get(encoded)
+        if cached is not None:
+            token, checked_at = cached
+            if time.monotonic() - checked_at < RECHECK and token._id not in self._revoked:
+                if token.expiresAt is not None and token.expiresAt <= time.time() * 1000:
+                    raise errors.get("security.token.expired")
+                return token
+            del self._verified[encoded]
+        token = await self._decode(encoded)
+        if len(self._verified) > 100_000:
+            self._verified.clear()
+        self._verified[encoded] = (token, time.monotonic())
+        return token
+
+    async def _decode(self, encoded: str) -> Token:
         assert self._key is not None, "Tokens.start() was not awaited"
         try:
             decoded = jwt.decode(encoded, self._key, algorithms=[self.algorithm])
@@ -174,4 +196,5 @@ class Tokens:
     async def revoke_all(self, kuid: str) -> None:
         """Every token of `kuid` issued until now (logout with `global`, user deleted)."""
         self._checked.clear()
+        self._verified.clear()
         await self.storage.create_or_replace(REVOKED_BEFORE, kuid, {"before": time.time()})
