@@ -84,8 +84,11 @@ class AuthController:
 
     async def login(self, request: Request) -> Any:
         security = self.security
-        security.check_login_rate(request)
         strategy = security.strategies.get(strategy_arg(request))
+        args = request.input.args
+        if not (strategy.login is not None and "state" in args):
+            # an OAuth callback is not an attempt: its one-time state already guards it
+            security.check_login_rate(request)
         ttl = security.tokens.ttl_of(request.input.args.get("expiresIn"))
         if strategy.login is not None:  # strategies with their own flow (OAuth redirects)
             return await strategy.login(request, ttl)
