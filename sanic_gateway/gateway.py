@@ -242,6 +242,11 @@ class Gateway:
         lines.append(f"controllers ({len(plugin_ctrls)}):")
         for ctrl in plugin_ctrls:
             lines.append(f"  {ctrl.name}: {', '.join(ctrl.actions)}")
+        strategies = [f"{name} ({'oauth2' if spec.get('oauth2') else 'built in'})"
+                      for name, spec in self.config.data["auth"]["strategies"].items()]
+        strategies += [f"{name} (plugin {plugin})"
+                       for plugin, name, _, _ in self.plugin_strategies]
+        lines.append(f"strategies ({len(strategies)}): {', '.join(strategies) or '-'}")
         routes = [(r, a) for a in self.api.actions() if a.plugin for r in a.http]
         lines.append(f"routes ({len(routes)}):")
         for route, action in routes:
