@@ -20,11 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -35,12 +31,14 @@ from pathlib import Path
 import httpx
 from argon2 import PasswordHasher, Type
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as `python bench/<script>.py`
 
-from sanic_gateway.security.passwords import HASHER  # noqa: E402
+import common
+from common import PASSWORD, USERNAME
 
-USERNAME, PASSWORD = "bench", "bench-password-0123456789"
+sys.path.insert(0, str(common.ROOT))  # the project, even when not installed
+
+from sanic_gateway.security.passwords import HASHER
 
 GATEWAY_YAML = textwrap.dedent(f'''
     storage: sqlite:///./data/gateway.db
@@ -114,44 +112,14 @@ def bench_argon2(runs: int) -> dict[str, dict[str, list[float]]]:
 
 # -- (b) through the gateway -----------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the gateway exited ({proc.returncode}):\n{log.read_text()}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer 200 within {timeout}s:\n{log.read_text()}")
-
-
 def wrk(url: str, duration: int, connections: int,
         script: Path | None = None) -> tuple[float, float, float]:
     """Requests/s, latency p50 and p99 in seconds."""
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
+    options = ["--latency", "--timeout", "10s"]
     if script is not None:
-        cmd += ["-s", str(script)]
-    out = subprocess.run([*cmd, url], check=True, capture_output=True, text=True).stdout
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not rate or "Non-2xx" in out or ("Socket errors" in out and "read 0" not in out):
-        raise RuntimeError(f"wrk failed or saw errors:\n{out}")
-    return float(rate.group(1)), _wrk_latency(out, "50%"), _wrk_latency(out, "99%")
-
-
-def _wrk_latency(out: str, percentile: str) -> float:
-    match = re.search(rf"^\s*{re.escape(percentile)}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-    if not match:
-        return float("nan")
-    return float(match.group(1)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[match.group(2)]
+        options += ["-s", str(script)]
+    out = common.wrk(url, duration, connections, *options)
+    return common.wrk_rate(out), common.wrk_latency(out, "50%"), common.wrk_latency(out, "99%")
 
 
 def bench_gateway(args: argparse.Namespace) -> tuple[dict[str, list[float]],
@@ -162,17 +130,11 @@ def bench_gateway(args: argparse.Namespace) -> tuple[dict[str, list[float]],
         work = Path(tmp)
         (work / "gateway.yaml").write_text(GATEWAY_YAML)
         (work / "login.lua").write_text(LOGIN_LUA)
-        port = free_port()
-        log = work / "gateway.log"
-        with log.open("wb") as log_file:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "sanic_gateway", "run", "--config", "gateway.yaml",
-                 "--port", str(port)],
-                cwd=work, stdout=log_file, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONPATH": str(work)})
+        port = common.free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = common.serve(common.gateway_cmd(port, "--config", "gateway.yaml"), work, port,
+                            work / "gateway.log", url=f"{base}/_now")
         try:
-            base = f"http://127.0.0.1:{port}"
-            wait_ready(f"{base}/_now", proc, log)
             body = {"username": USERNAME, "password": PASSWORD}
             with httpx.Client(base_url=base, timeout=30) as client:
                 def now() -> None:
@@ -195,12 +157,7 @@ def bench_gateway(args: argparse.Namespace) -> tuple[dict[str, list[float]],
             rates["login"] = wrk(f"{base}/_login/local", args.duration, args.connections,
                                  work / "login.lua")
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            common.stop(proc)
     return latencies, rates
 
 
@@ -214,8 +171,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=8,
                         help="concurrent wrk connections")
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        print("wrk is needed: apt-get install wrk", file=sys.stderr)
+    if not common.require_wrk():
         return 2
 
     print(f"CPUs: {os.cpu_count()}   project Argon2id: time_cost={HASHER.time_cost}, "
