@@ -9,7 +9,7 @@ from pathlib import Path
 from sanic import Sanic
 
 from .config import load_config
-from .gateway import Gateway, PluginStartError
+from .gateway import Gateway, StartError
 from .protocols.http import GatewayErrorHandler, HttpAdapter
 
 log = logging.getLogger("sanic_gateway")
@@ -36,7 +36,7 @@ def create_app(gateway: Gateway, name: str | None = None) -> Sanic:
     async def start_plugins(app: Sanic) -> None:
         try:
             await gateway.start()
-        except PluginStartError as exc:
+        except StartError as exc:
             app.ctx.start_error = exc
             log.error("%s", exc, exc_info=exc.__cause__ if gateway.dev else None)
             app.stop()

@@ -9,7 +9,7 @@ from functools import partial
 
 from . import __version__
 from .config import ConfigError, load_config
-from .gateway import Gateway, PluginStartError
+from .gateway import Gateway, StartError
 
 EXIT_CONFIG = 2
 
@@ -68,7 +68,7 @@ def _run(args: argparse.Namespace, gateway: Gateway) -> int:
         try:
             app.run(host=host, port=port, single_process=True, debug=False,
                     access_log=args.dev, motd=False)
-        except PluginStartError:
+        except StartError:
             return 1  # already logged, in one line
         return 1 if app.ctx.start_error else 0
     loader = AppLoader(factory=partial(app_from_file, str(gateway.config.path), args.dev))
@@ -82,4 +82,4 @@ class _QuietStartErrors(logging.Filter):
     """A plugin whose init fails is reported in one line, not with Sanic's traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], PluginStartError))
+        return not (record.exc_info and isinstance(record.exc_info[1], StartError))

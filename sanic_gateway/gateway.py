@@ -13,7 +13,7 @@ from typing import Any
 
 import pluggy
 
-from . import __version__
+from . import __version__, errors
 from .api import Action, ApiTable, Controller, HttpRoute
 from .api.auth import AuthController
 from .api.security import SecurityController
@@ -169,7 +169,8 @@ class Gateway:
         """Open storage, start security (built-in roles, strategies), call each plugin's init
         in file order (awaiting async ones), create or update the declared roles, profiles and
         users (their credentials may be of a plugin strategy), then fire core:gatewayStart.
-        Raises PluginStartError naming the plugin that failed; nothing stays open then."""
+        Raises StartError (PluginStartError naming a plugin that failed); nothing stays open
+        then."""
         self.storage = await open_storage(self.storage_url())
         try:
             auth = self.pm.get_plugin("core:auth")
@@ -183,7 +184,11 @@ class Gateway:
                 except Exception as exc:
                     raise PluginStartError(plugin_name, exc) from exc
             await self._init_plugins()
-            await self.security.apply_declared()
+            try:
+                await self.security.apply_declared()
+            except errors.GatewayError as exc:
+                issue = self.config.issue(getattr(exc, "declared", ("security",)), exc.message)
+                raise StartError(str(issue)) from exc
             await self.security.warn_if_open()
         except BaseException:
             await self.storage.close()
@@ -255,7 +260,11 @@ class Gateway:
         return "\n".join(lines)
 
 
-class PluginStartError(Exception):
+class StartError(Exception):
+    """The gateway cannot start; the message says what to fix, in one line."""
+
+
+class PluginStartError(StartError):
     def __init__(self, plugin: str, cause: BaseException) -> None:
         super().__init__(f"plugin {plugin!r}: init failed: {type(cause).__name__}: {cause}")
         self.plugin = plugin

@@ -80,19 +80,29 @@ class Security:
                         "with POST /_createFirstAdmin/<id>?reset")
 
     async def apply_declared(self) -> None:
-        """gateway.yaml's `security:` roles, profiles, then users: created or updated."""
-        for role_id, body in (self.declared.get("roles") or {}).items():
-            await self.store.put_role(role_id, body)
-        for profile_id, body in (self.declared.get("profiles") or {}).items():
-            await self.store.put_profile(profile_id, body)
-        for kuid, body in (self.declared.get("users") or {}).items():
-            body = dict(body or {})
-            credentials = body.pop("credentials", None) or {}
-            content = {**(body.get("content") or {}),
-                       "profileIds": body.get("profileIds") or ["default"]}
-            await self.store.replace_user(kuid, content)
-            for name, values in credentials.items():
-                await self.set_credentials(None, name, kuid, values)
+        """gateway.yaml's `security:` roles, profiles, then users: created or updated. An
+        error carries `declared`, the key path of the entry, for the start-up message."""
+        where: tuple[str, ...] = ("security",)
+        try:
+            for role_id, body in (self.declared.get("roles") or {}).items():
+                where = ("security", "roles", role_id)
+                await self.store.put_role(role_id, body)
+            for profile_id, body in (self.declared.get("profiles") or {}).items():
+                where = ("security", "profiles", profile_id)
+                await self.store.put_profile(profile_id, body)
+            for kuid, body in (self.declared.get("users") or {}).items():
+                where = ("security", "users", kuid)
+                body = dict(body or {})
+                credentials = body.pop("credentials", None) or {}
+                content = {**(body.get("content") or {}),
+                           "profileIds": body.get("profileIds") or ["default"]}
+                await self.store.replace_user(kuid, content)
+                for name, values in credentials.items():
+                    where = ("security", "users", kuid, "credentials", name)
+                    await self.set_credentials(None, name, kuid, values)
+        except errors.GatewayError as exc:
+            exc.declared = where  # type: ignore[attr-defined]
+            raise
 
     async def set_credentials(self, request: Request | None, name: str, kuid: str,
                               credentials: Any) -> dict[str, Any]:
