@@ -26,9 +26,10 @@ def new_request_id() -> str:
 
 
 class ClientConnection:
-    """One client connection; `id` is unique in this process (an HTTP request is a connection)."""
+    """One client connection; `id` is unique in this process (an HTTP request is a connection).
+    `misc`: what the protocol adds, as in Kuzzle (HTTP: `verb` and `path`)."""
 
-    __slots__ = ("headers", "id", "ips", "protocol")
+    __slots__ = ("headers", "id", "ips", "misc", "protocol")
 
     def __init__(
         self,
@@ -36,14 +37,17 @@ class ClientConnection:
         ips: list[str] | tuple[str, ...] = (),
         headers: dict[str, str] | None = None,
         id: str | None = None,
+        misc: dict[str, Any] | None = None,
     ) -> None:
         self.id = id or f"{protocol}-{next(_connection_ids)}"
         self.protocol = protocol
         self.ips = list(ips)
         self.headers = headers or {}
+        self.misc = misc or {}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "protocol": self.protocol, "ips": self.ips, "headers": self.headers}
+        return {"id": self.id, "protocol": self.protocol, "ips": self.ips, "headers": self.headers,
+                "misc": self.misc}
 
     def __repr__(self) -> str:
         return f"ClientConnection({self.id!r}, {self.protocol!r})"

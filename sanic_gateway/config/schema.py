@@ -113,8 +113,9 @@ OAUTH2 = _mapping({
     "client_id": _optional_string(),
     "client_secret": _optional_string(),
     "scope": _string(default="openid email profile"),
-    "kuid_claim": _string(default="sub"),
-    "profiles": {"type": "list", "schema": _string(), "default": ["default"]},
+    "kuid_claim": _string(default="sub", empty=False),
+    "profiles": {"type": "list", "schema": _string(empty=False), "default": ["default"],
+                 "minlength": 1},
     "success_redirect": _url(),
     "timeout": _duration(10.0),
 })

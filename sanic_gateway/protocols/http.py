@@ -105,7 +105,8 @@ class HttpAdapter:
             return self.error_response(exc, request_id)
         if request_id:
             data["requestId"] = request_id
-        connection = ClientConnection("http", [http.ip], headers)
+        connection = ClientConnection("http", [http.ip], headers,
+                                      misc={"verb": http.method, "path": http.path})
         if self.connection_events:
             self.bus.hook("connection:new", connection)
         request = await self.funnel.execute(Request(data, RequestContext(connection)))

@@ -17,6 +17,7 @@ Flows, all on the `auth:login` action of strategy `<name>`:
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -94,21 +95,22 @@ class OAuthStrategy:
                 raise errors.get("security.oauth.denied", self.name,
                                  args.get("error_description") or args["error"])
             if "code" in args:
-                kuid = await self._callback(request)
-            elif request.input.body:
+                kuid, ttl = await self._callback(request, ttl)
+            elif request.input.body or request.context.connection.misc.get("verb") == "POST":
                 kuid = await self._native(request.input.body)
             else:
                 return await self._redirect(request, ttl)
-        except (httpx2.TimeoutException, httpx2.TransportError, RuntimeError) as exc:
-            # RuntimeError: Authlib found no endpoint (discovery gave an incomplete document)
+        except (httpx2.TimeoutException, httpx2.TransportError, RuntimeError,
+                json.JSONDecodeError) as exc:
+            # RuntimeError: Authlib found no endpoint (discovery gave an incomplete document);
+            # JSONDecodeError: discovery or JWKS answered something else than JSON
             raise errors.get("security.oauth.provider_unavailable", self.name,
                              f"{type(exc).__name__}: {exc}") from exc
         except httpx2.HTTPStatusError as exc:
-            if exc.response.status_code >= 500:
-                raise errors.get("security.oauth.provider_unavailable", self.name,
-                                 f"HTTP {exc.response.status_code}") from exc
-            raise errors.get("security.oauth.invalid_token", self.name,
-                             f"HTTP {exc.response.status_code} from the provider") from exc
+            # discovery or JWKS failed (userinfo's 4xx are the token's fault: see _userinfo)
+            raise errors.get("security.oauth.provider_unavailable", self.name,
+                             f"HTTP {exc.response.status_code} from "
+                             f"{exc.request.url.copy_with(query=None)}") from exc
         answer = await self.issue(request, self.name, kuid, ttl)
         target = self.conf.get("success_redirect")
         if target and request.input.args.get("code"):
@@ -123,6 +125,7 @@ class OAuthStrategy:
         await self.storage.create(STATES, {
             "strategy": self.name, "redirect_uri": redirect_uri,
             "code_verifier": found.get("code_verifier"), "nonce": found.get("nonce"),
+            "ttl": ttl,  # the token's lifetime asked for here (expiresIn), used at the callback
         }, id=found["state"], ttl=STATE_TTL)
         return self._redirect_response(request, found["url"])
 
@@ -140,7 +143,7 @@ class OAuthStrategy:
             raise errors.get("security.oauth.invalid_state")
         return taken["_source"]
 
-    async def _callback(self, request: Request) -> str:
+    async def _callback(self, request: Request, ttl: float | None) -> tuple[str, float | None]:
         args = request.input.args
         saved = await self._take_state(args.get("state"))
         try:
@@ -150,16 +153,16 @@ class OAuthStrategy:
         except OAuthError as exc:
             raise errors.get("security.oauth.exchange_failed", self.name,
                              exc.description or exc.error) from exc
-        if self.openid and "id_token" in token:
+        if self.openid and "id_token" in token and await self._has_jwks():
             claims = await self._id_token_claims(token, saved["nonce"], CodeIDToken)
         else:
             claims = await self._userinfo(token)
-        return await self._user_for(claims)
+        return await self._user_for(claims), saved.get("ttl", ttl)
 
     async def _native(self, body: dict[str, Any]) -> str:
-        if isinstance(body.get("id_token"), str):
+        if isinstance(body.get("id_token"), str) and body["id_token"]:
             claims = await self._id_token_claims({"id_token": body["id_token"]}, None, IDToken)
-        elif isinstance(body.get("access_token"), str):
+        elif isinstance(body.get("access_token"), str) and body["access_token"]:
             claims = await self._userinfo({"access_token": body["access_token"],
                                            "token_type": "Bearer"})
         else:
@@ -168,15 +171,32 @@ class OAuthStrategy:
 
     async def _id_token_claims(self, token: dict[str, Any], nonce: str | None,
                                claims_cls: type[IDToken]) -> dict[str, Any]:
-        """Signature (JWKS), issuer, audience, expiry and nonce, checked by Authlib."""
+        """Signature (JWKS), issuer, audience, expiry and nonce, checked by Authlib.
+
+        The audience must name this client: Authlib's IDToken alone only asks for an `azp`
+        when it does not, and accepts any `azp` equal to the client id (OIDC Core 3.1.3.7:
+        the client MUST check that `aud` contains its client_id)."""
+        metadata = await self.app.load_server_metadata()
+        if not await self._has_jwks():
+            raise errors.get("security.oauth.invalid_token", self.name,
+                             "no jwks_uri to check an ID token with")
+        await self.app.fetch_jwk_set()  # first, so that a failing provider is told apart
+        options: dict[str, Any] = {"aud": {"essential": True, "values": [self.app.client_id]}}
+        if metadata.get("issuer"):  # Authlib checks it only when given no options
+            options["iss"] = {"essential": True, "values": [metadata["issuer"]]}
         try:
-            claims = await self.app.parse_id_token(token, nonce, claims_cls=claims_cls,
-                                                   leeway=30)
+            claims = await self.app.parse_id_token(token, nonce, claims_options=options,
+                                                   claims_cls=claims_cls, leeway=30)
         except (JoseError, ValueError) as exc:
             raise errors.get("security.oauth.invalid_token", self.name,
                              getattr(exc, "description", None) or str(exc) or
                              type(exc).__name__) from exc
         return dict(claims)
+
+    async def _has_jwks(self) -> bool:
+        """Whether ID tokens can be checked (else the code flow reads userinfo)."""
+        metadata = await self.app.load_server_metadata()
+        return bool(metadata.get("jwks_uri") or metadata.get("jwks"))
 
     async def _userinfo(self, token: dict[str, Any]) -> dict[str, Any]:
         metadata = await self.app.load_server_metadata()
@@ -188,6 +208,11 @@ class OAuthStrategy:
         except OAuthError as exc:
             raise errors.get("security.oauth.invalid_token", self.name,
                              exc.description or exc.error) from exc
+        except httpx2.HTTPStatusError as exc:
+            if exc.response.status_code >= 500:
+                raise
+            raise errors.get("security.oauth.invalid_token", self.name,
+                             f"userinfo answered HTTP {exc.response.status_code}") from exc
 
     async def _user_for(self, claims: dict[str, Any]) -> str:
         """The kuid mapped to the provider's user: created on first login, with the

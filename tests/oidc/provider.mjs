@@ -2,6 +2,7 @@
 // Usage: node tests/oidc/provider.mjs PORT
 // POST /_mode {"mode": "..."} changes how the next logins go:
 //   normal | wrong_audience | expired | bad_signature | denied | no_id_token | token_error
+// and "sub" the user's id; with wrong_audience, "azp" (optional) names the authorized party.
 import { OAuth2Server, Events } from 'oauth2-mock-server';
 
 const port = Number(process.argv[2] || 0);
@@ -9,17 +10,16 @@ const server = new OAuth2Server();
 await server.issuer.keys.generate('RS256');
 let mode = 'normal';
 let subject = 'user-1';
+let azp = null;
 
+// addRoute has already read and parsed the body (JSON or form) into req.body
 server.service.addRoute('POST', '/_mode', (req, res) => {
-  let data = '';
-  req.on('data', (chunk) => { data += chunk; });
-  req.on('end', () => {
-    const body = JSON.parse(data || '{}');
-    mode = body.mode || 'normal';
-    subject = body.sub || subject;
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ mode, subject }));
-  });
+  const body = req.body || {};
+  mode = body.mode || 'normal';
+  subject = body.sub || subject;
+  azp = body.azp || null;
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ mode, subject, azp }));
 });
 
 server.service.on(Events.BeforeTokenSigning, (token) => {
@@ -27,7 +27,10 @@ server.service.on(Events.BeforeTokenSigning, (token) => {
   token.payload.sub = subject;
   token.payload.email = `${subject}@example.test`;
   token.payload.name = `User ${subject}`;
-  if (mode === 'wrong_audience') token.payload.aud = 'someone-else';
+  if (mode === 'wrong_audience') {
+    token.payload.aud = 'someone-else';
+    if (azp) token.payload.azp = azp;
+  }
   if (mode === 'expired') { token.payload.iat = now - 7200; token.payload.exp = now - 3600; }
 });
 
