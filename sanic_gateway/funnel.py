@@ -52,17 +52,14 @@ class Funnel:
             if self.on_before_execution.active:
                 request = await self.on_before_execution.fire(request)
             action = self.api.get(request.input.controller, request.input.action)
-            denied: errors.GatewayError | None = None
             try:
-                await self.security.authenticate(request)
-                if check_rights and not await self.security.is_allowed(request, action):
-                    denied = self._denied(request, action)
-            except errors.UnauthorizedError as exc:  # a bad, expired or revoked token
-                denied = exc
-            if denied is not None:
+                pending = self.security.authorize(request, action, check_rights)
+                if pending is not None:
+                    await pending
+            except (errors.UnauthorizedError, errors.ForbiddenError):
                 if self.on_unauthorized.active:
                     request = await self.on_unauthorized.fire(request)
-                raise denied
+                raise
             if self.on_authorized.active:
                 request = await self.on_authorized.fire(request)
             if action.on_before.active:
@@ -115,10 +112,3 @@ class Funnel:
             error = errors.get("core.fatal.unexpected_error", f"{type(exc).__name__}: {exc}")
         error.__cause__ = exc
         return error
-
-    @staticmethod
-    def _denied(request: Request, action: Action) -> errors.GatewayError:
-        user = request.context.user
-        if user is None or getattr(user, "is_anonymous", True):
-            return errors.get("security.rights.unauthorized", action.controller, action.name)
-        return errors.get("security.rights.forbidden", action.controller, action.name, user._id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,18 +30,19 @@ ANONYMOUS = User("-1", ["anonymous"])
 
 
 class SecurityPolicy(Protocol):
-    async def authenticate(self, request: Request) -> None:
-        """Set `request.context.user` (and `token`) from `request.input.jwt`, or raise 401."""
+    def authorize(self, request: Request, action: Action,
+                  check_rights: bool = True) -> Awaitable[None] | None:
+        """Set `request.context.user` (and `token`) and check the request may run `action`.
 
-    async def is_allowed(self, request: Request, action: Action) -> bool:
-        """Whether the authenticated user may run `action`."""
+        Raises 401 (no or bad credentials, anonymous denied), 403 (a user denied) or 429.
+        Returns None if decided without waiting, else an awaitable to await.
+        """
 
 
 class OpenPolicy:
-    """Everyone is the anonymous user and may do everything (no security model configured)."""
+    """Everyone is the anonymous user and may do everything (before security has started)."""
 
-    async def authenticate(self, request: Request) -> None:
+    def authorize(self, request: Request, action: Action,
+                  check_rights: bool = True) -> Awaitable[None] | None:
         request.context.user = ANONYMOUS
-
-    async def is_allowed(self, request: Request, action: Action) -> bool:
-        return True
+        return None

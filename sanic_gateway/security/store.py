@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -25,6 +26,7 @@ class SecurityStore:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self._cache: dict[str, tuple[float, User, Rights, int]] = {}
+        self._refreshing: dict[str, asyncio.Task[Any]] = {}
 
     def forget(self) -> None:
         """Drop cached rights: called on every security change made in this process."""
@@ -161,11 +163,35 @@ class SecurityStore:
 
     # -- rights ------------------------------------------------------------------------------
 
-    async def user_rights(self, kuid: str) -> tuple[User, Rights, int]:
+    def cached_rights(self, kuid: str) -> tuple[User, Rights, int] | None:
+        """What `user_rights` last found, without waiting: the request path's way in.
+
+        Past RECHECK seconds the entry is still answered, and one refresh from storage starts
+        in the background (changes made by other workers or nodes arrive that way); a user
+        gone from storage is dropped then. None: nothing cached, call `user_rights`.
+        """
+        cached = self._cache.get(kuid)
+        if cached is None:
+            return None
+        if time.monotonic() - cached[0] >= RECHECK and kuid not in self._refreshing:
+            task = asyncio.get_running_loop().create_task(self._refresh(kuid))
+            self._refreshing[kuid] = task
+        return cached[1], cached[2], cached[3]
+
+    async def _refresh(self, kuid: str) -> None:
+        try:
+            await self.user_rights(kuid, fresh=True)
+        except Exception:  # deleted user, storage down: forget, the next request will say
+            self._cache.pop(kuid, None)
+        finally:
+            self._refreshing.pop(kuid, None)
+
+    async def user_rights(self, kuid: str, *, fresh: bool = False,
+                          ) -> tuple[User, Rights, int]:
         """The user, its rights and its rate limit (0: unlimited), cached for RECHECK s."""
         now = time.monotonic()
         cached = self._cache.get(kuid)
-        if cached is not None and now - cached[0] < RECHECK:
+        if not fresh and cached is not None and now - cached[0] < RECHECK:
             return cached[1], cached[2], cached[3]
         user = ANONYMOUS if kuid == ANONYMOUS._id else await self.get_user(kuid)
         rights, rate = await self.rights_of(user.profileIds)

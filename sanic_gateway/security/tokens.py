@@ -129,20 +129,29 @@ class Tokens:
         A token verified less than RECHECK seconds ago is not decoded again (decoding is most
         of an authenticated request's cost); its expiry and local revocation still are checked.
         """
-        if not isinstance(encoded, str):
-            raise errors.get("security.token.invalid")
-        cached = self._verified.get(encoded)
-        if cached is not None:
-            token, checked_at = cached
-            if time.monotonic() - checked_at < RECHECK and token._id not in self._revoked:
-                if token.expiresAt is not None and token.expiresAt <= time.time() * 1000:
-                    raise errors.get("security.token.expired")
-                return token
-            del self._verified[encoded]
+        token = self.cached(encoded)
+        if token is not None:
+            return token
         token = await self._decode(encoded)
         if len(self._verified) > 100_000:
             self._verified.clear()
         self._verified[encoded] = (token, time.monotonic())
+        return token
+
+    def cached(self, encoded: Any) -> Token | None:
+        """The token if it was verified less than RECHECK seconds ago (None: verify it); its
+        expiry and this process's revocations are checked all the same."""
+        if not isinstance(encoded, str):
+            raise errors.get("security.token.invalid")
+        found = self._verified.get(encoded)
+        if found is None:
+            return None
+        token, checked_at = found
+        if time.monotonic() - checked_at >= RECHECK or token._id in self._revoked:
+            del self._verified[encoded]
+            return None
+        if token.expiresAt is not None and token.expiresAt <= time.time() * 1000:
+            raise errors.get("security.token.expired")
         return token
 
     async def _decode(self, encoded: str) -> Token:
