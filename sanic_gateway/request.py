@@ -19,10 +19,15 @@ _RESERVED = frozenset(
 _connection_ids = itertools.count(1)
 
 
+_ID_PREFIX = os.urandom(8).hex()
+_request_numbers = itertools.count(1)
+
+
 def new_request_id() -> str:
-    """A random (version 4) UUID string, three times cheaper than str(uuid.uuid4())."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+    """A request id shaped like a UUID: random per process, then a counter. Unique (not
+    secret), and four times cheaper than str(uuid.uuid4()) on the request path."""
+    p, n = _ID_PREFIX, f"8{next(_request_numbers):015x}"
+    return f"{p[:8]}-{p[8:12]}-4{p[13:16]}-{n[:4]}-{n[4:]}"
 
 
 class ClientConnection:
