@@ -153,7 +153,10 @@ async def test_check_token(serve):
     await client.post("/_logout", headers=bearer(jwt))
     r = await client.post("/_checkToken", json={"token": jwt})
     assert r.json()["result"]["valid"] is False
-    denied(await client.post("/_checkToken", json={}), 400, "api.assert.missing_argument")
+    # as in Kuzzle, no token is the anonymous user's token
+    anonymous = (await client.post("/_checkToken", json={})).json()["result"]
+    assert anonymous == {"valid": True, "kuid": "-1", "expiresAt": -1}
+    denied(await client.post("/_checkToken", json={"token": 42}), 400, "api.assert.invalid_type")
 
 
 async def test_logout_revokes_only_that_token_unless_global(serve):

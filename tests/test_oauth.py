@@ -723,6 +723,8 @@ def test_check_reports_provider_mistakes_by_line_and_path(tmp_path):
         "'oauth2:' block",
         "gateway.yaml:21: auth.strategies.odd.oauth2.access_token_url: malformed URL "
         "'ftp://issuer.example/token'",
+        "gateway.yaml:22: auth.strategies.odd.oauth2.jwks_uri: give 'issuer' with 'jwks_uri': "
+        "ID tokens are checked against it",
         "gateway.yaml:23: auth.strategies.odd.oauth2.timeout: invalid duration 'soon'",
         "gateway.yaml:24: auth.strategies.odd.oauth2.profiles: min length is 1",
         "gateway.yaml:25: auth.strategies.odd.oauth2.kuid_claim: empty values not allowed",
@@ -860,3 +862,10 @@ async def test_provider_misconfigured_or_misbehaving(serve, provider):
         assert "HTTP 404" in r.json()["error"]["message"]
         assert await user_count(served) == 1
         assert await states(served) == 0
+
+
+async def test_a_head_request_keeps_no_state(serve, provider):
+    served = await serve(oauth_yaml(provider))
+    r = await served.client.head("/_login/mock")
+    assert r.status_code == 200
+    assert await states(served) == 0

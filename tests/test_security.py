@@ -776,3 +776,15 @@ async def test_users_and_rights_end_to_end(storage_line, serve):
     denied(await client.get("/_me", headers=bearer(other)), 401, "security.token.invalid")
     assert error_id(await client.post("/_login/local", json={
         "username": "sy", "password": "sy-password"})) == "plugin.strategy.missing_user"
+
+
+async def test_simultaneous_create_first_admin_calls_make_one_admin(serve):
+    served = await serve("plugins: {}\n")
+    calls = [served.client.post(f"/_createFirstAdmin/admin{i}", json={
+        "credentials": {"local": {"username": f"admin{i}", "password": "a-long-password"}}})
+        for i in range(5)]
+    answers = await asyncio.gather(*calls)
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [200, 412, 412, 412, 412], [r.text for r in answers]
+    assert all(r.json()["error"]["id"] == "api.process.admin_exists"
+               for r in answers if r.status_code == 412)

@@ -37,6 +37,9 @@ RESTRICTED_ROLES = {
 }
 
 
+FIRST_ADMIN_LOCK = ("gateway.locks", "createFirstAdmin")
+
+
 def doc_id(request: Request, required: bool = True) -> str | None:
     value = request.input.resource._id
     if value is None and required:
@@ -141,6 +144,19 @@ class SecurityController:
         return user_response(user)
 
     async def create_first_admin(self, request: Request) -> dict[str, Any]:
+        """The first admin, once: a short-lived lock in storage makes two simultaneous calls
+        (on any worker or node) give one admin and one 412."""
+        storage = self.security.storage
+        try:
+            await storage.create(FIRST_ADMIN_LOCK[0], {}, id=FIRST_ADMIN_LOCK[1], ttl=30)
+        except errors.BadRequestError:
+            raise errors.get("api.process.admin_exists") from None
+        try:
+            return await self._create_first_admin(request)
+        finally:
+            await storage.delete(*FIRST_ADMIN_LOCK)
+
+    async def _create_first_admin(self, request: Request) -> dict[str, Any]:
         store = self.security.store
         if await store.admin_exists():
             raise errors.get("api.process.admin_exists")

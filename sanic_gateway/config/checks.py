@@ -71,6 +71,9 @@ def _check_oauth2(path: KeyPath, spec: Any, issue: MakeIssue) -> list[ConfigIssu
         if missing:
             found.append(issue(where, "give 'server_metadata_url' (OpenID discovery) or the "
                                       f"endpoints: missing {', '.join(repr(m) for m in missing)}"))
+        if oauth2.get("jwks_uri") and not oauth2.get("issuer"):
+            found.append(issue((*where, "jwks_uri"),
+                               "give 'issuer' with 'jwks_uri': ID tokens are checked against it"))
     return found
 
 

@@ -98,6 +98,8 @@ class OAuthStrategy:
                 kuid, ttl = await self._callback(request, ttl)
             elif request.input.body or request.context.connection.misc.get("verb") == "POST":
                 kuid = await self._native(request.input.body)
+            elif request.context.connection.misc.get("verb") == "HEAD":
+                return {}  # a HEAD gets no redirect: no state kept for it
             else:
                 return await self._redirect(request, ttl)
         except (httpx2.TimeoutException, httpx2.TransportError, RuntimeError,
