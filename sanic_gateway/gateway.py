@@ -96,6 +96,13 @@ class Gateway:
         except ValueError as exc:  # the same object registered twice
             issues.append(self.config.issue(where, str(exc)))
 
+        init = getattr(plugin.obj, "init", None)
+        if callable(init) and self.pm.impl_for("init", name) is None:
+            try:  # an init named otherwise than init(config, context): called by position
+                resolve(plugin.obj, plugin.source, "init", "init")
+            except FunctionError as exc:
+                issues.append(self.config.issue(where, exc.message))
+
         def function(path: tuple[Any, ...], fname: str, kind: str) -> tuple[Any, int] | None:
             try:
                 return resolve(plugin.obj, plugin.source, fname, kind)
@@ -200,12 +207,17 @@ class Gateway:
     async def _init_plugins(self) -> None:
         for name, plugin in self.plugins.items():
             context = self.contexts[name] = PluginContext(self, name)
-            impl = self.pm.impl_for("init", name)
-            if impl is None:
-                continue
             args = {"config": dict(plugin.spec.get("config") or {}), "context": context}
+            impl = self.pm.impl_for("init", name)
+            init = getattr(plugin.obj, "init", None)
+            if impl is None and not callable(init):
+                continue
             try:
-                out = impl.function(**{a: args[a] for a in impl.argnames})
+                if impl is not None:
+                    out = impl.function(**{a: args[a] for a in impl.argnames})
+                else:
+                    _, count = resolve(plugin.obj, plugin.source, "init", "init")
+                    out = init(*(args["config"], args["context"])[:count])
                 if inspect.isawaitable(out):
                     await out
             except Exception as exc:

@@ -182,12 +182,28 @@ plugins:
     assert "no 'Greter' in greeter (did you mean 'Greeter'?)" in text
 
 
-def test_init_with_foreign_argument_names_is_refused(tmp_path):
-    text = errors_of(tmp_path, "plugins:\n  p:\n    module: odd:P\n", {"odd.py": """
+async def test_a_kuzzle_style_init_is_called_by_position(tmp_path):
+    gateway = build(tmp_path, "plugins:\n  p:\n    module: kuzzle_style:P\n    config: {a: 1}\n",
+                    {"kuzzle_style.py": """
     class P:
-        def init(self, settings, ctx): ...
+        def init(self, customConfig, context):
+            self.seen = (customConfig, context.log.name)
 """})
-    assert "plugins.p" in text and "init" in text and "settings" in text
+    await gateway.start()
+    try:
+        assert gateway.plugins["p"].obj.seen == ({"a": 1}, "sanic_gateway.plugin.p")
+    finally:
+        await gateway.stop()
+
+
+def test_an_init_that_cannot_take_config_and_context_is_refused(tmp_path):
+    text = errors_of(tmp_path, "plugins:\n  p:\n    module: three_args:P\n",
+                     {"three_args.py": """
+    class P:
+        def init(self, a, b, c): ...
+"""})
+    assert ("gateway.yaml:2: plugins.p: init(a, b, c) in three_args:P cannot be called as an "
+            "init") in text
 
 
 async def test_init_failure_stops_the_start(tmp_path):

@@ -12,6 +12,7 @@ CALLS: dict[str, tuple[str, tuple[int, ...]]] = {
     "hook": ("fn(payload, event)", (2, 1)),
     "pipe": ("fn(payload, event)", (2, 1)),
     "action": ("fn(request)", (1,)),
+    "init": ("init(config, context)", (2, 1, 0)),
 }
 
 

@@ -14,6 +14,18 @@ _SPEC_NAMES = frozenset(
 )
 
 
+def _uses_spec_names(function: Any, name: str) -> bool:
+    """Whether an unmarked method's parameters are named as in the hookspec. Kuzzle-style
+    `init(self, customConfig, context)` is not: the gateway calls such an `init` by position
+    instead (pluggy passes arguments by name)."""
+    try:
+        params = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return True
+    spec = inspect.signature(getattr(GatewaySpecs, name)).parameters
+    return set(params) <= set(spec) - {"self"}
+
+
 class GatewayPluginManager(pluggy.PluginManager):
     """A PluginManager that knows the gateway's hookspecs and accepts unmarked implementations.
 
@@ -30,7 +42,8 @@ class GatewayPluginManager(pluggy.PluginManager):
         opts = super().parse_hookimpl_opts(plugin, name)
         if opts is None and name in _SPEC_NAMES:
             member = getattr(plugin, name, None)
-            if callable(member) and not inspect.isclass(member):
+            if (callable(member) and not inspect.isclass(member)
+                    and _uses_spec_names(member, name)):
                 return {}
         return opts
 
