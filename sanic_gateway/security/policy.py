@@ -1,4 +1,5 @@
-"""The interface between the funnel and security, and the policy used until users exist."""
+"""The interface between the funnel and security, the User, and the policy used before
+security has started."""
 
 from __future__ import annotations
 
