@@ -184,11 +184,6 @@ class EventBus:
             self.start_hooks(hooks, event, payload)
         return payload
 
-    async def pipe(self, event: str, payload: Any) -> Any:
-        """Run only the pipes of `event`."""
-        chain = self.pipe_chain(event)
-        return await self.run_pipes(chain, event, payload) if chain else payload
-
     def hook(self, event: str, payload: Any) -> None:
         """Start only the hooks of `event`; never waits for them."""
         hooks = self.hook_chain(event)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from plugin_specs import hookimpl
 
 from .. import errors
 from ..request import Request
 from ..security.policy import ANONYMOUS, User
-from .base import Controller, controller
-
-if TYPE_CHECKING:
-    from ..gateway import Gateway
+from .base import Controller, CoreController, controller
 
 # the keys of a user's content that only the security controller may change
 PROTECTED_CONTENT = ("_id", "profileIds", "kuid")
@@ -40,14 +37,7 @@ def user_response(user: User, strategies: list[str] | None = None) -> dict[str, 
     return out
 
 
-class AuthController:
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-
-    @property
-    def security(self) -> Any:
-        return self.gateway.security
-
+class AuthController(CoreController):
     @hookimpl
     def api_controllers(self) -> list[Controller]:
         return [controller("auth", {

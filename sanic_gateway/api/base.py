@@ -96,6 +96,18 @@ class ApiTable:
         return out
 
 
+class CoreController:
+    """A core controller: a default plugin that registers through `api_controllers`, the way
+    any plugin could, and reaches the running gateway's parts through it."""
+
+    def __init__(self, gateway: Any) -> None:
+        self.gateway = gateway
+
+    @property
+    def security(self) -> Any:
+        return self.gateway.security
+
+
 def controller(name: str, actions: dict[str, tuple[ActionCall, list[tuple[str, str]]]],
                ) -> Controller:
     """A core controller from `{action: (coroutine function, [(verb, path), ...])}`."""

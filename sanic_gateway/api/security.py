@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from plugin_specs import hookimpl
 
@@ -11,10 +11,7 @@ from .. import errors
 from ..request import Request
 from ..security.store import PROFILES, ROLES, USERS, user_from
 from .auth import strategy_arg, user_response
-from .base import Controller, controller
-
-if TYPE_CHECKING:
-    from ..gateway import Gateway
+from .base import Controller, CoreController, controller
 
 # Kuzzle's restricted defaults, applied by createFirstAdmin with `reset`
 RESTRICTED_ROLES = {
@@ -65,14 +62,7 @@ def paging(request: Request) -> tuple[int, int]:
     return start, size
 
 
-class SecurityController:
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-
-    @property
-    def security(self) -> Any:
-        return self.gateway.security
-
+class SecurityController(CoreController):
     @hookimpl
     def api_controllers(self) -> list[Controller]:
         return [controller("security", {

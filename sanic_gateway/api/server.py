@@ -4,40 +4,31 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from plugin_specs import hookimpl
 
 from ..request import Request
-from .base import Action, Controller, HttpRoute
+from .base import Controller, CoreController, controller
 from .openapi import build_openapi
-
-if TYPE_CHECKING:
-    from ..gateway import Gateway
 
 _STARTED = time.time()
 
 
-class ServerController:
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-
+class ServerController(CoreController):
     @hookimpl
     def api_controllers(self) -> list[Controller]:
-        def action(name: str, call: Any, *paths: str) -> tuple[str, Action]:
-            return name, Action("server", name, call, tuple(HttpRoute("get", p) for p in paths))
-
-        return [Controller("server", dict((
-            action("now", self.now, "/_now"),
-            action("info", self.info, "/", "/_serverInfo"),
-            action("healthCheck", self.health_check, "/_healthCheck"),
-            action("publicApi", self.public_api, "/_publicApi"),
-            action("openapi", self.openapi, "/_openapi"),
-            action("adminExists", self.admin_exists, "/_adminExists"),
-        )))]
+        return [controller("server", {
+            "now": (self.now, [("get", "/_now")]),
+            "info": (self.info, [("get", "/"), ("get", "/_serverInfo")]),
+            "healthCheck": (self.health_check, [("get", "/_healthCheck")]),
+            "publicApi": (self.public_api, [("get", "/_publicApi")]),
+            "openapi": (self.openapi, [("get", "/_openapi")]),
+            "adminExists": (self.admin_exists, [("get", "/_adminExists")]),
+        })]
 
     async def admin_exists(self, request: Request) -> dict[str, bool]:
-        return {"exists": await self.gateway.security.store.admin_exists()}
+        return {"exists": await self.security.store.admin_exists()}
 
     async def now(self, request: Request) -> dict[str, Any]:
         return {"now": int(time.time() * 1000)}

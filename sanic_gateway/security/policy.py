@@ -19,10 +19,6 @@ class User:
     profileIds: list[str] = field(default_factory=list)
     content: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def is_anonymous(self) -> bool:
-        return self._id == "-1"
-
     def to_dict(self) -> dict[str, Any]:
         return {"_id": self._id, "_source": {**self.content, "profileIds": self.profileIds}}
 
