@@ -268,3 +268,28 @@ async def test_a_slow_hook_does_not_delay_other_hooks(serve):
     rec = served.plugin("rec")
     assert rec.seen.count("hook request:onSuccess") == 3
     assert not rec.slow_hook_done
+
+
+async def test_a_pipe_slower_than_the_warn_time_is_logged(serve, caplog):
+    served = await serve(rec_yaml(pipes='      "rec/api:beforeEcho": blocking',
+                                  limits="  pipe_timeout: 5s\n  pipe_warn_time: 100ms"))
+    assert (await served.client.post("/_/rec/echo", json={})).status_code == 200
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"
+              and "took" in r.getMessage()]
+    assert any("'rec'" in m and "'blocking'" in m and "rec/api:beforeEcho" in m for m in warned)
+    caplog.clear()
+    served2 = await serve(rec_yaml(pipes='      "rec/api:beforeEcho": add_a'))
+    await served2.client.post("/_/rec/echo", json={})
+    assert not [r for r in caplog.records if "took" in r.getMessage()]
+
+
+async def test_gateway_start_and_shutdown_events(serve):
+    served = await serve(rec_yaml(hooks="""
+      "core:gatewayStart": hook_trace
+      "core:shutdown": hook_trace
+"""))
+    await asyncio.sleep(0.1)
+    rec = served.plugin("rec")
+    assert "hook core:gatewayStart" in rec.seen
+    await served.gateway.stop()
+    assert "hook core:shutdown" in rec.seen
