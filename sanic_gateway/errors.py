@@ -137,6 +137,8 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
             "invalid_search_query": (
                 40, "BadRequestError", "Invalid search query: %s"),
             "unavailable": (60, "ServiceUnavailableError", "Storage unavailable: %s"),
+            "duplicate_value": (
+                101, "PreconditionError", 'A document of "%s" already has this value in "%s".'),
         }),
     }),
     "api": (2, {
@@ -251,6 +253,8 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
             "rejected": (3, "BadRequestError", "Credentials rejected: %s"),
             "not_found": (4, "NotFoundError", 'No "%s" credentials for user "%s".'),
             "already_exist": (5, "PreconditionError", 'User "%s" already has "%s" credentials.'),
+            "username_taken": (101, "PreconditionError", 'Login "%s" is already used.'),
+            "invalid_username": (102, "BadRequestError", "Invalid username: %s"),
         }),
         "user": (4, {
             "already_exists": (1, "PreconditionError", 'User "%s" already exists.'),

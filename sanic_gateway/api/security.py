@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -10,6 +11,7 @@ from plugin_specs import hookimpl
 from .. import errors
 from ..request import Request
 from ..security.store import PROFILES, ROLES, USERS, user_from
+from ..security.strategies import Strategy
 from .auth import strategy_arg, user_response
 from .base import Controller, CoreController, controller
 
@@ -34,7 +36,24 @@ RESTRICTED_ROLES = {
 }
 
 
+log = logging.getLogger("sanic_gateway.security")
+
 FIRST_ADMIN_LOCK = ("gateway.locks", "createFirstAdmin")
+
+
+async def undo_credentials(request: Request, kuid: str, created: list[Strategy]) -> None:
+    """After a failed user creation, as Kuzzle does: delete the credentials that plugin
+    strategies created. Those kept in the gateway's storage went with the transaction; this
+    reaches those a strategy keeps elsewhere (its own database, a remote service)."""
+    for strategy in created:
+        if strategy.owner is None:
+            continue
+        try:
+            if await strategy.call("exists", request, kuid):
+                await strategy.call("delete", request, kuid)
+        except Exception:
+            log.exception("strategy %s: could not delete the credentials of user %r, whose "
+                          "creation failed", strategy.name, kuid)
 
 
 def doc_id(request: Request, required: bool = True) -> str | None:
@@ -117,19 +136,27 @@ class SecurityController(CoreController):
 
     async def _create_user(self, request: Request, kuid: str, content: Any,
                            credentials: Any) -> dict[str, Any]:
-        """Create the user, then its credentials; if credentials fail, the user is removed."""
+        """Create the user and its credentials in one storage transaction: all or nothing,
+        even if the process dies midway (see `undo_credentials` for strategies storing
+        elsewhere)."""
         credentials = credentials or {}
         if not isinstance(credentials, dict):
             raise errors.get("api.assert.invalid_type", "body.credentials", "object")
         strategies = {name: self.security.strategies.get(name) for name in credentials}
         for name, strategy in strategies.items():
             await strategy.call("validate", request, credentials[name], kuid, False)
-        user = await self.security.store.create_user(kuid, content)
+        for name, strategy in strategies.items():  # slow work (hashing) before the transaction
+            if strategy.prepare is not None:
+                credentials[name] = await strategy.prepare(credentials[name])
+        created: list[Strategy] = []
         try:
-            for name, strategy in strategies.items():
-                await strategy.call("create", request, credentials[name], kuid)
+            async with self.security.storage.transaction():
+                user = await self.security.store.create_user(kuid, content)
+                for name, strategy in strategies.items():
+                    await strategy.call("create", request, credentials[name], kuid)
+                    created.append(strategy)
         except Exception:
-            await self.security.store.delete_user(kuid)
+            await undo_credentials(request, kuid, created)
             raise
         return user_response(user)
 

@@ -232,13 +232,14 @@ class OAuthStrategy:
         kuid = uuid.uuid4().hex
         content = {k: claims[k] for k in ("email", "name", "preferred_username", "login")
                    if isinstance(claims.get(k), str)}
-        await self.store.create_user(kuid, {**content, "profileIds": self.conf["profiles"]})
-        try:
-            await self.storage.create(self.credentials, {"kuid": kuid, "claims": {
-                k: v for k, v in claims.items() if isinstance(v, str | int | float | bool)}},
-                id=subject)
+        try:  # the user and its mapping: both or neither, even if the process dies
+            async with self.storage.transaction():
+                await self.store.create_user(
+                    kuid, {**content, "profileIds": self.conf["profiles"]})
+                await self.storage.create(self.credentials, {"kuid": kuid, "claims": {
+                    k: v for k, v in claims.items() if isinstance(v, str | int | float | bool)}},
+                    id=subject)
         except errors.BadRequestError:  # another request created it meanwhile: use that one
-            await self.store.delete_user(kuid)
             return (await self.storage.get(self.credentials, subject))["_source"]["kuid"]
         log.info("oauth %s: user %s created for %s=%s", self.name, kuid, claim, subject)
         return kuid

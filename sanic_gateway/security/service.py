@@ -67,7 +67,9 @@ class Security:
         await self.tokens.start()
         await self.store.bootstrap()
         if self.enabled_local:
-            await self.strategies.register(LocalStrategy(self.storage).strategy())
+            local = LocalStrategy(self.storage)
+            await local.setup()
+            await self.strategies.register(local.strategy())
         for name, conf in self.providers.items():
             assert self.issue is not None, "OAuth providers need the gateway's login answer"
             provider = OAuthStrategy(name, conf, self.storage, self.store, self.issue)
@@ -107,12 +109,17 @@ class Security:
 
     async def set_credentials(self, request: Request | None, name: str, kuid: str,
                               credentials: Any) -> dict[str, Any]:
-        """Create or update `kuid`'s credentials for strategy `name`, validated first."""
+        """Create or update `kuid`'s credentials for strategy `name`, validated first; the
+        check and the write are one storage transaction."""
         strategy = self.strategies.get(name)
         exists = await strategy.call("exists", request, kuid)
         await strategy.call("validate", request, credentials, kuid, exists)
-        method = "update" if exists else "create"
-        return await strategy.call(method, request, credentials, kuid) or {}
+        if strategy.prepare is not None:
+            credentials = await strategy.prepare(credentials)
+        async with self.storage.transaction():
+            exists = await strategy.call("exists", request, kuid)
+            method = "update" if exists else "create"
+            return await strategy.call(method, request, credentials, kuid) or {}
 
     # -- the funnel's interface ---------------------------------------------------------------
 

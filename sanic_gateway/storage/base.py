@@ -6,6 +6,8 @@ the same inputs; a backend only supplies SQL (its `Dialect`) and the few primiti
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import json
 import math
 import re
@@ -13,6 +15,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar
 
 from sanic_gateway import errors
@@ -28,6 +31,8 @@ MAX_ID_LENGTH = 512
 # Field names come from API users and end up in SQL (as bound JSON paths): keep them boring.
 FIELD_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 COLLECTION_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+# A field with a unique index: a top-level key, spliced into DDL, so stricter than FIELD_RE.
+UNIQUE_FIELD_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 # How often (seconds) a write also purges every expired entry; reads hide them meanwhile.
 PURGE_INTERVAL = 60.0
 
@@ -289,12 +294,46 @@ def hit(id: str, source: Any) -> Doc:
     return {"_id": id, "_source": json.loads(source) if isinstance(source, str) else source}
 
 
+class DuplicateValue(Exception):
+    """Raised by a backend primitive when a unique index refuses a write; `index` names it."""
+
+    def __init__(self, index: str | None) -> None:
+        super().__init__(index)
+        self.index = index
+
+
+class Transaction:
+    """An open transaction: its connection, and a lock so that tasks started inside it
+    (which inherit it) never send two statements on that connection at once."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.lock = asyncio.Lock()
+        self.active = True
+
+
+def unique_index_name(table: str, collection: str, field: str) -> str:
+    """A stable, valid SQL identifier (at most 63 characters) for a unique index."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", f"{collection}_{field}")[:24]
+    digest = uuid.uuid5(uuid.NAMESPACE_OID, f"{table}/{collection}/{field}").hex[:10]
+    return f"{re.sub(r'[^A-Za-z0-9_]+', '_', table).strip('_')[:20]}_u_{slug}_{digest}"
+
+
+def check_unique(collection: str, field: str) -> None:
+    check_collection(collection)
+    if not isinstance(field, str) or not UNIQUE_FIELD_RE.fullmatch(field):
+        raise _bad("field", "a top-level field name: letters, digits and '_'")
+
+
 class Storage(ABC):
     """A JSON document store in collections; the gateway's only persistence (SPEC 9).
 
     Public methods validate and encode, then call the backend's `_`-primitives, which get
     checked collection names, ids, JSON text and expiry times. Expired entries are invisible to
     every read and purged lazily (at most every PURGE_INTERVAL seconds, on a write).
+
+    `async with storage.transaction():` makes every storage call of the block (and of tasks it
+    starts) one transaction: all of it is written, or none, even if the process dies.
     """
 
     backend: ClassVar[str]
@@ -302,6 +341,33 @@ class Storage(ABC):
 
     def __init__(self) -> None:
         self._last_purge = 0.0
+        # The transaction of the running task, if any; one variable per storage object.
+        self._tx: contextvars.ContextVar[Transaction | None] = contextvars.ContextVar(
+            f"storage_tx_{id(self)}", default=None)
+        self._unique: dict[str, tuple[str, str]] = {}  # unique index name -> (collection, field)
+
+    def _duplicate(self, exc: DuplicateValue, collection: str) -> errors.GatewayError:
+        field = self._unique.get(exc.index or "", (collection, "a unique field"))[1]
+        return errors.get("services.storage.duplicate_value", collection, field)
+
+    def _current_tx(self) -> Transaction | None:
+        tx = self._tx.get()
+        return tx if tx is not None and tx.active else None
+
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        """One transaction for the storage calls of the block; nested blocks are savepoints.
+
+        Rolled back when the block raises. On SQLite it holds the single connection: other
+        storage calls wait until the block ends, so keep it short (no network calls in it).
+        """
+
+    @abstractmethod
+    async def ensure_unique(self, collection: str, field: str) -> bool:
+        """Make the storage refuse two documents of `collection` with the same string value in
+        top-level `field` (documents without it are not concerned). Idempotent. False (and
+        nothing changed) when existing documents already hold duplicates. A write breaking the
+        rule raises services.storage.duplicate_value."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -328,7 +394,11 @@ class Storage(ABC):
         check_collection(collection)
         id = uuid.uuid4().hex if id is None else check_id(id)
         text = encode_body(body)
-        if not await self._create(collection, id, text, expiry(ttl)):
+        try:
+            created = await self._create(collection, id, text, expiry(ttl))
+        except DuplicateValue as exc:
+            raise self._duplicate(exc, collection) from None
+        if not created:
             raise errors.get("services.storage.document_already_exists", id, collection)
         return hit(id, text)
 
@@ -338,7 +408,10 @@ class Storage(ABC):
         check_collection(collection)
         check_id(id)
         text = encode_body(body)
-        created = await self._create_or_replace(collection, id, text, expiry(ttl))
+        try:
+            created = await self._create_or_replace(collection, id, text, expiry(ttl))
+        except DuplicateValue as exc:
+            raise self._duplicate(exc, collection) from None
         return {**hit(id, text), "created": created}
 
     async def get(self, collection: str, id: str) -> Doc:
@@ -367,7 +440,10 @@ class Storage(ABC):
         """Merge `changes` at the top level (each key replaces the stored one); keeps the TTL."""
         check_collection(collection)
         check_id(id)
-        source = await self._update(collection, id, encode_body(changes, "changes"))
+        try:
+            source = await self._update(collection, id, encode_body(changes, "changes"))
+        except DuplicateValue as exc:
+            raise self._duplicate(exc, collection) from None
         if source is None:
             raise errors.get("services.storage.not_found", id, collection)
         return hit(id, source)
@@ -377,7 +453,11 @@ class Storage(ABC):
         check_collection(collection)
         check_id(id)
         text = encode_body(body)
-        if not await self._replace(collection, id, text):
+        try:
+            replaced = await self._replace(collection, id, text)
+        except DuplicateValue as exc:
+            raise self._duplicate(exc, collection) from None
+        if not replaced:
             raise errors.get("services.storage.not_found", id, collection)
         return hit(id, text)
 
