@@ -270,3 +270,43 @@ async def test_a_failed_credentials_step_creates_nothing(serve, storage_line):
                         "stored": {}}})
     assert r.status_code == 200, r.text
     assert await login(client, "dave", "dave-password")
+
+
+async def test_a_database_of_an_earlier_version_opens_and_migrates(serve, tmp_path, caplog):
+    """Credentials written before username keys existed: each gets its key at start; names
+    that are now one account are logged, the oldest keeps the name, the start goes on."""
+    from sanic_gateway.security.passwords import HASHER
+    from sanic_gateway.storage import open_storage
+
+    path = tmp_path / "old.db"
+    old = await open_storage(f"sqlite:///{path}")
+    for kuid, username in (("first", "Bob"), ("second", "bob"), ("third", "carl"),
+                           ("fourth", "carl"), ("fifth", "dana")):
+        await old.create("users", {"profileIds": ["readers"]}, id=kuid)
+        await old.create("credentials.local", {
+            "username": username, "password": HASHER.hash(f"{kuid}-password")}, id=kuid)
+    await old.close()
+    caplog.set_level("WARNING", logger="sanic_gateway.security")
+    served = await serve(closed_yaml(storage=f"storage: sqlite:///{path}"))
+    client = served.client
+    warnings = [r.getMessage() for r in caplog.records if "cannot log in" in r.getMessage()]
+    assert len(warnings) == 2, warnings
+    assert "'second'" in warnings[0] and "'first'" in warnings[0]
+    assert "'fourth'" in warnings[1] and "'third'" in warnings[1]
+    assert all("password" not in w.split("cannot log in")[0] for w in warnings)
+    # the oldest of each name, and everyone else, log in as before (any case now)
+    for username, kuid in (("bob", "first"), ("CARL", "third"), ("Dana", "fifth")):
+        r = await client.post("/_login/local", json={"username": username,
+                                                     "password": f"{kuid}-password"})
+        assert r.json()["result"]["_id"] == kuid, r.text
+    denied(await client.post("/_login/local", json={
+        "username": "bob", "password": "second-password"}), 401, "plugin.strategy.missing_user")
+    # an admin gives the other one a new name: it logs in again, uniqueness holds
+    admin = bearer(await login(client, "admin", "admin-password"))
+    r = await client.put("/credentials/local/second/_update", headers=admin,
+                         json={"username": "bob2"})
+    assert r.status_code == 200, r.text
+    assert await login(client, "bob2", "second-password")
+    denied(await client.put("/credentials/local/fourth/_update", headers=admin,
+                            json={"username": "Bob2"}), 412,
+           "security.credentials.username_taken")
