@@ -181,3 +181,22 @@ async def test_unique_field_names_are_checked(storage: Storage, collection: str,
     with pytest.raises(GatewayError) as exc:
         await storage.ensure_unique(collection, field)
     assert exc.value.id == "services.storage.invalid_argument"
+
+
+async def test_find_unique(storage: Storage) -> None:
+    await storage.ensure_unique("people", "key")
+    await storage.create("people", {"key": "bob", "n": 1}, id="b")
+    await storage.create("people", {"key": "gone"}, id="g", ttl=0.05)
+    await storage.create("others", {"key": "ann"}, id="a")
+    assert await storage.find_unique("people", "key", "bob") == {
+        "_id": "b", "_source": {"key": "bob", "n": 1}}
+    assert await storage.find_unique("people", "key", "ann") is None  # another collection
+    assert await storage.find_unique("people", "key", "BOB") is None  # exact: callers normalize
+    assert await storage.find_unique("people", "key", "a\x00b") is None
+    await asyncio.sleep(0.1)
+    assert await storage.find_unique("people", "key", "gone") is None  # expired
+    async with storage.transaction():
+        await storage.update("people", "b", {"key": "robert"})
+        assert (await storage.find_unique("people", "key", "robert"))["_id"] == "b"
+    with pytest.raises(GatewayError):
+        await storage.find_unique("people", "a.b", "x")

@@ -145,8 +145,7 @@ class LocalStrategy:
         await migrate_keys(self)
 
     async def _by_key(self, key: str) -> dict[str, Any] | None:
-        hits = await self.storage.search(self.COLLECTION, {"equals": {self.KEY: key}}, size=1)
-        return hits["hits"][0] if hits["hits"] else None
+        return await self.storage.find_unique(self.COLLECTION, self.KEY, key)
 
     async def exists(self, request: Any, kuid: str) -> bool:
         return await self.storage.exists(self.COLLECTION, kuid)

@@ -477,6 +477,15 @@ class Storage(ABC):
 
     # -- queries ---------------------------------------------------------------------------------
 
+    async def find_unique(self, collection: str, field: str, value: str) -> Doc | None:
+        """The live document whose unique `field` (see `ensure_unique`) equals `value`, found
+        through its index: a login stays one index look-up however many users there are."""
+        check_unique(collection, field)
+        if not isinstance(value, str) or not storable_text(value):
+            return None
+        row = await self._find_unique(collection, field, value)
+        return None if row is None else hit(row[0], row[1])
+
     async def search(self, collection: str, query: Doc | None = None, *, from_: int = 0,
                      size: int = 10, sort: Any = None) -> Doc:
         """`{"total", "hits"}`: the matches (default order: creation), `size` capped at 10000."""
@@ -536,6 +545,12 @@ class Storage(ABC):
 
     @abstractmethod
     async def _count(self, collection: str, query: Any) -> int: ...
+
+    @abstractmethod
+    async def _find_unique(self, collection: str, field: str, value: str,
+                           ) -> tuple[str, Any] | None:
+        """(id, source) of the live document with this value in a unique field; the SQL must
+        match the index's expression and condition (names are checked: spliced as literals)."""
 
     @abstractmethod
     async def _delete_by_query(self, collection: str, query: Any) -> int: ...

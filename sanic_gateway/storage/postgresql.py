@@ -331,6 +331,15 @@ class PostgresStorage(Storage):
         async with self._acquire() as conn:
             return int(await conn.fetchval(sql, *d.params))
 
+    async def _find_unique(self, collection: str, field: str, value: str,
+                           ) -> tuple[str, Any] | None:
+        async with self._acquire() as conn:
+            row = await conn.fetchrow(
+                f"SELECT id, body FROM {self.table} WHERE collection = '{collection}' AND "
+                f"(body ->> '{field}') = $1 AND (expires_at IS NULL OR expires_at > $2) LIMIT 1",
+                value, time.time())
+        return None if row is None else (row["id"], row["body"])
+
     async def _delete_by_query(self, collection: str, query: Any) -> int:
         d = self.dialect()
         sql = f"DELETE FROM {self.table} WHERE {self._where(d, collection, query)}"

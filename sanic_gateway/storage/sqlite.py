@@ -372,6 +372,14 @@ class SqliteStorage(Storage):
         row = await self._fetchone(sql, d.params)
         return int(row[0])
 
+    async def _find_unique(self, collection: str, field: str, value: str,
+                           ) -> tuple[str, Any] | None:
+        row = await self._fetchone(
+            f"SELECT id, body FROM {self.table} WHERE collection = '{collection}' AND "
+            f"json_extract(body, '$.{field}') = ? AND (expires_at IS NULL OR expires_at > ?) "
+            "LIMIT 1", [value, time.time()])
+        return None if row is None else (row[0], row[1])
+
     async def _delete_by_query(self, collection: str, query: Any) -> int:
         d = self.dialect()
         sql = f"DELETE FROM {self.table} WHERE {self._where(d, collection, query)}"
