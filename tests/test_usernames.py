@@ -5,6 +5,7 @@ folding, invisible characters refused, nothing told about other accounts beyond 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 
@@ -310,3 +311,12 @@ async def test_a_database_of_an_earlier_version_opens_and_migrates(serve, tmp_pa
     denied(await client.put("/credentials/local/fourth/_update", headers=admin,
                             json={"username": "Bob2"}), 412,
            "security.credentials.username_taken")
+
+
+async def test_logins_with_unstorable_usernames_fail_like_any_other(serve):
+    served = await serve(closed_yaml())
+    for username in ("a\x00b", "x" * 5000):
+        body = json.dumps({"username": username, "password": "p"})  # NUL as \u0000
+        r = await served.client.post("/_login/local", content=body.encode(),
+                                     headers={"Content-Type": "application/json"})
+        denied(r, 401, "plugin.strategy.missing_user")

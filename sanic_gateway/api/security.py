@@ -145,6 +145,7 @@ class SecurityController(CoreController):
         strategies = {name: self.security.strategies.get(name) for name in credentials}
         for name, strategy in strategies.items():
             await strategy.call("validate", request, credentials[name], kuid, False)
+        credentials = dict(credentials)  # the request's body stays as it came
         for name, strategy in strategies.items():  # slow work (hashing) before the transaction
             if strategy.prepare is not None:
                 credentials[name] = await strategy.prepare(credentials[name])
