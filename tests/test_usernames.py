@@ -222,6 +222,14 @@ FAILING_PLUGIN = """
             raise self.context.errors.BadRequestError("refused at create",
                                                       id="security.credentials.rejected")
 
+        # undeletable
+        async def always(self, request, kuid):
+            return True
+
+        async def refuse_delete(self, request, kuid):
+            raise self.context.errors.BadRequestError("cannot delete",
+                                                      id="api.assert.bad_request")
+
         async def report(self, request):
             return {"elsewhere": sorted(self.elsewhere), "deleted": self.deleted,
                     "stored": (await self.context.accessors.storage("keys").search())["total"]}
@@ -240,6 +248,8 @@ def failing_plugins(module: str) -> str:
         methods: {{exists: stored_exists, create: stored_create, delete: stored_delete, {common}}}
       failing:
         methods: {{exists: exists, create: fail, delete: delete, {common}}}
+      undeletable:
+        methods: {{exists: always, create: create, delete: refuse_delete, {common}}}
     controllers:
       t: {{report: report}}
 """
@@ -320,3 +330,23 @@ async def test_logins_with_unstorable_usernames_fail_like_any_other(serve):
         r = await served.client.post("/_login/local", content=body.encode(),
                                      headers={"Content-Type": "application/json"})
         denied(r, 401, "plugin.strategy.missing_user")
+
+
+async def test_a_failed_deletion_deletes_nothing_kept_in_storage(serve, storage_line):
+    module = f"strats_{uuid.uuid4().hex[:8]}"
+    served = await serve(closed_yaml(storage=storage_line, plugins=failing_plugins(module)),
+                         files={f"{module}.py": FAILING_PLUGIN})
+    client = served.client
+    admin = bearer(await login(client, "admin", "admin-password"))
+    r = await client.post("/users/erin/_create", headers=admin, json={
+        "content": {"profileIds": ["readers"]},
+        "credentials": {"local": {"username": "erin", "password": "erin-password"},
+                        "stored": {}}})
+    assert r.status_code == 200, r.text
+    denied(await client.delete("/users/erin", headers=admin), 400, "api.assert.bad_request")
+    # the user, its local and its plugin-stored credentials are all still there
+    assert (await client.get("/users/erin", headers=admin)).status_code == 200
+    assert await login(client, "erin", "erin-password")
+    report = (await client.post("/_query", json={
+        "controller": "strats/t", "action": "report"}, headers=admin)).json()["result"]
+    assert report["stored"] == 1

@@ -219,10 +219,11 @@ class SecurityController(CoreController):
         kuid = doc_id(request)
         store, security = self.security.store, self.security
         await store.get_user(kuid)
-        for strategy in security.strategies.all():
-            if await strategy.call("exists", request, kuid):
-                await strategy.call("delete", request, kuid)
-        await store.delete_user(kuid)
+        async with security.storage.transaction():  # no user left without its credentials
+            for strategy in security.strategies.all():
+                if await strategy.call("exists", request, kuid):
+                    await strategy.call("delete", request, kuid)
+            await store.delete_user(kuid)
         await security.tokens.revoke_all(kuid)
         return {"_id": kuid}
 
