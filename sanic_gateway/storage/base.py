@@ -358,8 +358,10 @@ class Storage(ABC):
     def transaction(self) -> AbstractAsyncContextManager[None]:
         """One transaction for the storage calls of the block; nested blocks are savepoints.
 
-        Rolled back when the block raises. On SQLite it holds the single connection: other
-        storage calls wait until the block ends, so keep it short (no network calls in it).
+        Rolled back when the block raises. Tasks started inside share it (one statement at a
+        time); nest blocks one after the other, not from concurrent tasks. On SQLite it holds
+        the single connection: other storage calls wait until the block ends, so keep it short
+        (no network calls, no password hashing in it).
         """
 
     @abstractmethod

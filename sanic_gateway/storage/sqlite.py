@@ -242,7 +242,8 @@ class SqliteStorage(Storage):
                 try:
                     await db.execute("COMMIT")
                 except sqlite3.Error as exc:
-                    await db.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):
+                        await db.execute("ROLLBACK")
                     raise _unavailable(exc) from exc
 
     async def ensure_unique(self, collection: str, field: str) -> bool:
