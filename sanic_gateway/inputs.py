@@ -59,6 +59,25 @@ def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
+def _dump_limit() -> int:
+    """The deepest nesting orjson serializes (254 in orjson 3), measured once at import."""
+    low, high = 1, 4096
+    while low < high:
+        middle = (low + high + 1) // 2
+        value: Any = 0
+        for _ in range(middle):
+            value = [value]
+        try:
+            orjson.dumps(value)
+            low = middle
+        except orjson.JSONEncodeError:
+            high = middle - 1
+    return low
+
+
+DUMP_LIMIT = _dump_limit()
+
+
 def _may_be_deep(raw: bytes | str | None, limit: int) -> bool:
     """False when `raw` JSON surely nests at most `limit` levels: each level opens a bracket,
     so fewer brackets than that (in strings too: it only overestimates) settle it in C."""
@@ -69,11 +88,26 @@ def _may_be_deep(raw: bytes | str | None, limit: int) -> bool:
     return raw.count(b"{") + raw.count(b"[") > limit
 
 
+def _deeper(value: Any, limit: int, parsed: bool) -> bool:
+    """Whether `value` nests more than `limit` levels, asked of orjson itself (in C, ~15 times
+    faster than walking a large body in Python): wrapped in DUMP_LIMIT - limit lists, it
+    serializes only if it nests at most `limit`. A refusal is certain for what orjson parsed;
+    anything else (a type orjson cannot dump) is settled by the walk."""
+    wrapped = value
+    for _ in range(DUMP_LIMIT - limit):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)
+    except orjson.JSONEncodeError:
+        return parsed or too_deep(value, limit)
+    return False
+
+
 def check_depth(value: Any, name: str, raw: bytes | str | None = None,
                 limit: int = MAX_DEPTH) -> None:
-    """Refuse (400 api.assert.too_deep) a value nested deeper than `limit`. `raw`, the text it
-    was parsed from, lets the usual small input skip the walk."""
-    if _may_be_deep(raw, limit) and too_deep(value, limit):
+    """Refuse (400 api.assert.too_deep) a value nested deeper than `limit`. `raw`, the JSON
+    text `value` was parsed from by orjson, lets the usual small input skip the check."""
+    if _may_be_deep(raw, limit) and _deeper(value, limit, raw is not None):
         raise errors.get("api.assert.too_deep", name, limit)
 
 
@@ -114,10 +148,10 @@ def parse_request(raw: bytes | str) -> dict[str, Any]:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise errors.get("api.assert.invalid_body", f"malformed JSON: {exc}") from None
-    if _may_be_deep(raw, MAX_DEPTH + 1) and too_deep(data, MAX_DEPTH + 1):
+    if _may_be_deep(raw, MAX_DEPTH + 1) and _deeper(data, MAX_DEPTH + 1, True):
         name = "request"
         if isinstance(data, dict):  # name the culprit; only on this rare path
-            name = next((k for k, v in data.items() if too_deep(v)), name)
+            name = next((k for k, v in data.items() if _deeper(v, MAX_DEPTH, True)), name)
         raise errors.get("api.assert.too_deep", name, MAX_DEPTH)
     return check_request(data)
 

@@ -9,7 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
+import pytest
 
+from sanic_gateway import inputs
+from sanic_gateway.errors import GatewayError
 from sanic_gateway.inputs import MAX_DEPTH
 from sanic_gateway.storage.base import MAX_FILTER_CLAUSES, MAX_FILTER_DEPTH
 from tests.security_helpers import bearer, closed_yaml, login
@@ -301,3 +305,56 @@ async def test_a_deep_note_is_refused_and_the_list_keeps_working(serve):
     r = await client.get("/_/notes/notes", headers=nora)
     assert r.status_code == 200 and r.json()["result"]["total"] == 1
     assert (await client.get("/_me", headers=nora)).status_code == 200
+
+
+# -- the shared functions, as another protocol would call them -----------------------------------
+
+def test_depth_is_counted_in_objects_and_arrays():
+    assert not inputs.too_deep(1, 0) and inputs.too_deep([], 0) and not inputs.too_deep([], 1)
+    assert not inputs.too_deep(nested(MAX_DEPTH)) and inputs.too_deep(nested(MAX_DEPTH + 1))
+    assert inputs.too_deep([1, [2, {"a": [nested(MAX_DEPTH - 2)]}]])
+    # what the door lets in, with the envelope and a plugin's wrapping around it, serializes
+    assert MAX_DEPTH + 20 < inputs.DUMP_LIMIT
+    orjson.dumps({"result": {"hits": [{"_source": {"content": nested(MAX_DEPTH)}}]}})
+
+
+@pytest.mark.parametrize("value, refused", [
+    (nested(MAX_DEPTH), False), (nested(MAX_DEPTH + 1), True),
+    ({"a": object(), "b": nested(10)}, False),  # not JSON: the walk decides
+    ({"a": object(), "b": nested(MAX_DEPTH + 1)}, True),
+    ((nested(MAX_DEPTH),), True), ({1: nested(MAX_DEPTH - 1)}, False),
+])
+def test_check_depth_without_raw_text(value, refused):
+    try:
+        inputs.check_depth(value, "body")
+    except GatewayError as exc:
+        assert refused and exc.id == "api.assert.too_deep"
+    else:
+        assert not refused
+
+
+def test_parse_request_names_the_field_too_deep():
+    raw = orjson.dumps({"controller": "server", "action": "now", "x": nested(MAX_DEPTH + 1)})
+    with pytest.raises(GatewayError) as exc:
+        inputs.parse_request(raw)
+    assert exc.value.id == "api.assert.too_deep" and exc.value.props == ["x", str(MAX_DEPTH)]
+    ok = inputs.parse_request(orjson.dumps({"controller": "c", "body": nested(MAX_DEPTH)}))
+    assert ok["controller"] == "c"
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, 7), (5, 5), ("5", 5), (" 12 ", 12), (5.0, 5), (0, 0),
+    ("-1", "api.assert.invalid_argument"), (-1, "api.assert.invalid_argument"),
+    (10**30, "api.assert.invalid_argument"), (1e30, "api.assert.invalid_argument"),
+    (1001, "api.assert.invalid_argument"),
+    (True, "api.assert.invalid_type"), (1.5, "api.assert.invalid_type"),
+    ("1e3", "api.assert.invalid_type"), ("9" * 40, "api.assert.invalid_type"),
+    ("", "api.assert.invalid_type"), ([1], "api.assert.invalid_type"),
+    (float("inf"), "api.assert.invalid_type"), ("\u0663", "api.assert.invalid_type"),
+])
+def test_int_arg(value, expected):
+    try:
+        got: Any = inputs.int_arg(value, "n", 7, 1000)
+    except GatewayError as exc:
+        got = exc.id
+    assert got == expected
