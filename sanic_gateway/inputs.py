@@ -7,7 +7,11 @@ same inputs with the same 400 before anything runs or is stored:
 - `parse_request(raw)`: a whole API request sent as one JSON object (`POST /_query`, a
   WebSocket or MQTT message): parsed, nesting bounded, fields typed.
 - `loads(raw, name)`: one JSON value of a request (the HTTP body, `X-Kuzzle-Volatile`).
-- `check_request(data)`: the field types of a request a protocol assembled itself.
+- `check_request(data)`: the field types of a request a protocol assembled itself from
+  values it got through `loads` (or checked with `check_depth`).
+
+They raise catalogued 400s; the protocol answers them in its own error envelope, without
+building a Request (HTTP: `HttpAdapter.error_response`).
 
 Why nesting is bounded: responses are serialized by orjson, which refuses more than 254 levels.
 A body nested ~300 deep was accepted and stored, then every response containing it (the user's
