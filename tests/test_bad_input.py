@@ -237,12 +237,14 @@ async def test_a_refused_request_id_is_never_echoed(serve):
     assert r.json()["requestId"].count("-") == 4  # a fresh one
 
 
-async def test_a_header_sent_as_raw_bytes_gets_the_envelope(serve):
-    """The same through a bare socket, without any client library in the way."""
+@pytest.mark.parametrize("header", [b"X-Kuzzle-Request-Id: \xc3\x28", b"X-\xff: 1",
+                                    b"Host: caf\xe9"])
+async def test_a_header_sent_as_raw_bytes_gets_the_envelope(serve, header):
+    """The same through a bare socket, without any client library in the way (names too)."""
     served = await serve(closed_yaml())
     host, port = served.url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(b"GET /_now HTTP/1.1\r\nHost: x\r\nX-Kuzzle-Request-Id: \xc3\x28\r\n"
+    writer.write(b"GET /_now HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n"
                  b"Connection: close\r\n\r\n")
     await writer.drain()
     raw = await asyncio.wait_for(reader.read(), 5)

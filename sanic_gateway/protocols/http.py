@@ -194,10 +194,10 @@ def _header_safe(value: str) -> bool:
 
 
 def _check_headers(headers: Any) -> None:
-    """Refuse a header holding bytes that are not UTF-8 (400, the JSON envelope): they would
+    """Refuse a header (name or value) with bytes that are not UTF-8 (400, the envelope): they would
     reach plugins and logs as lone surrogates, and fail any response that echoes them."""
     for name, value in headers.items():
-        if not _header_safe(value):
+        if not (_header_safe(value) and _header_safe(name)):
             name = name.encode(errors="backslashreplace").decode()
             raise errors.get("network.http.invalid_header", name, "not valid UTF-8")
 
