@@ -567,6 +567,33 @@ async def test_a_provider_account_named_like_a_local_user_is_not_that_user(serve
     assert me["_source"] == {"profileIds": ["admin"]} and me["strategies"] == ["local"]
 
 
+async def test_a_first_login_on_a_closed_gateway_cannot_touch_security(serve, provider):
+    """The provider gives no profile: the user gets `default`, which a closed gateway keeps
+    out of the security controller (it used to be `*:*`, a back door to admin)."""
+    served = await serve(oauth_yaml(provider, f"""
+    mock:
+      oauth2:
+        server_metadata_url: {provider}/.well-known/openid-configuration
+        client_id: {CLIENT_ID}
+        client_secret: gateway-secret
+"""))
+    set_mode(provider, "normal", "newcomer")
+    r = await browser_login(served)
+    assert r.status_code == 200, r.text
+    jwt = bearer(r.json()["result"]["jwt"])
+    me = (await served.client.get("/_me", headers=jwt)).json()["result"]
+    assert me["_source"]["profileIds"] == ["default"]
+    denied(await served.client.post("/users/mine/_create", headers=jwt, json={
+        "content": {"profileIds": ["admin"]},
+        "credentials": {"local": {"username": "mine", "password": "mine-password"}}}),
+        403, "security.rights.forbidden")
+    denied(await served.client.put("/roles/anonymous/_update", headers=jwt,
+                                   json={"controllers": {"*": {"actions": {"*": True}}}}),
+           403, "security.rights.forbidden")
+    denied(await served.client.post("/users/_search", headers=jwt, json={}),
+           403, "security.rights.forbidden")
+
+
 async def test_success_redirect(serve, provider):
     target = f"http://127.0.0.1:{free_port()}/done"
     served = await serve(oauth_yaml(provider, extra_oauth2=f"success_redirect: {target}"))

@@ -163,9 +163,7 @@ class _Checker:
         for kuid, body in self.sections["users"].items():
             path = ("security", "users", kuid)
             if body is not None and not isinstance(body, dict):
-                yield self.issue(path, "expected a mapping of profileIds, content and "
-                                       "credentials")
-                continue
+                continue  # the schema said so
             for key in (body or {}):
                 if key not in USER_KEYS:
                     close = did_you_mean(key, USER_KEYS)
