@@ -31,7 +31,7 @@ from .storage import Storage, open_storage
 
 log = logging.getLogger("sanic_gateway")
 
-# Events the core fires besides each action's before/after/error (SPEC 5.1).
+# Events the core fires besides each action's before/after/error.
 CORE_EVENTS = (
     "request:beforeExecution", "request:onAuthorized", "request:onUnauthorized",
     "request:onSuccess", "request:onError", "request:afterExecution",

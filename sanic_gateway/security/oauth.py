@@ -1,4 +1,4 @@
-"""OAuth2 / OpenID Connect providers declared in gateway.yaml (SPEC 8.4), on Authlib.
+"""OAuth2 / OpenID Connect providers declared in gateway.yaml, on Authlib.
 
 Authlib has no Sanic client, so this is a small one on its framework-neutral pieces
 (`BaseApp`, `AsyncOAuth2Mixin`, `AsyncOpenIDMixin`, httpx's `AsyncOAuth2Client`), as its

@@ -1,4 +1,4 @@
-"""Roles and profiles turned into rights, checked for every request (SPEC 8.1).
+"""Roles and profiles turned into rights, checked for every request.
 
 A role is `{controllers: {<controller>|"*": {actions: {<action>|"*": bool}}}}`; a profile lists
 policies `{roleId, restrictedTo?: [{index, collections?}]}`; a user's rights are the union of
