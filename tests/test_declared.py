@@ -372,3 +372,31 @@ async def test_run_warns_about_a_plugin_controller_no_role_grants(serve, caplog)
     assert ("plugin controller 'lonely/api': no role grants it and the gateway is closed"
             in caplog.text)
     assert "'rec/api'" not in caplog.text  # alice's role grants it
+
+
+async def test_a_plugin_strategy_refusing_declared_credentials_stops_the_start(tmp_path):
+    """Left to the start (the plugin's validate needs its init): the entry's line, then."""
+    from sanic_gateway.gateway import StartError
+
+    (tmp_path / "gateway.yaml").write_text(textwrap.dedent("""\
+        storage: sqlite:///./gw.db
+        security:
+          users:
+            alice:
+              credentials:
+                apikey: {key: short}
+        plugins:
+          apikeys:
+            module: handlers.apikeys:ApiKeyStrategy
+            strategies:
+              apikey:
+                methods: {exists: exists, create: create, update: update, delete: delete,
+                          validate: validate, verify: verify}
+        """))
+    gateway = Gateway.build(load_config(tmp_path / "gateway.yaml", env={}))
+    with pytest.raises(StartError) as caught:
+        await gateway.start()
+    assert str(caught.value).replace(f"{tmp_path}/", "") == (
+        "gateway.yaml:6: security.users.alice.credentials.apikey: an API key is a string of "
+        "at least 24 characters")
+    assert gateway.storage is None  # closed again
