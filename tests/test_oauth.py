@@ -1,4 +1,4 @@
-"""OAuth2 / OpenID Connect providers declared in gateway.yaml (SPEC 8.4), against a real
+"""OAuth2 / OpenID Connect providers declared in gateway.yaml, against a real
 provider: oauth2-mock-server (tests/oidc/provider.mjs) on loopback, driven through its
 `POST /_mode` switch. The browser is an httpx client following redirects."""
 
