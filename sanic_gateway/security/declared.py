@@ -28,9 +28,10 @@ USER_KEYS = ("profileIds", "content", "credentials")
 LOCAL = "local"
 
 
-def user_entry(kuid: str, body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def user_entry(kuid: Any, body: Any) -> tuple[Any, Any]:
     """A declared user's content (its `profileIds` in it, `[default]` if none) and its
-    credentials by strategy: how `apply_declared` and `check` both read an entry."""
+    credentials by strategy (as written: `check` says what is wrong with them): how
+    `apply_declared` and `check` both read an entry."""
     body = body if isinstance(body, dict) else {}
     content = body.get("content")
     content = dict(content) if isinstance(content, dict) else content
