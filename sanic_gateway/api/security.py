@@ -9,31 +9,10 @@ from plugin_specs import hookimpl
 
 from .. import errors, inputs
 from ..request import Request
-from ..security.store import PROFILES, ROLES, USERS, user_from
+from ..security.store import PROFILES, RESTRICTED_ROLES, ROLES, USERS, user_from
 from ..storage.base import MAX_FROM, MAX_SIZE
 from .auth import strategy_arg, user_response
 from .base import Controller, CoreController, controller
-
-# Kuzzle's restricted defaults, applied by createFirstAdmin with `reset`
-RESTRICTED_ROLES = {
-    "anonymous": {"controllers": {
-        "auth": {"actions": {"checkToken": True, "getCurrentUser": True, "getMyRights": True,
-                             "login": True, "getStrategies": True}},
-        "server": {"actions": {"publicApi": True, "openapi": True, "now": True,
-                               "healthCheck": True}},
-    }},
-    "default": {"controllers": {
-        "auth": {"actions": {"checkToken": True, "getCurrentUser": True, "getMyRights": True,
-                             "logout": True, "updateSelf": True, "refreshToken": True,
-                             "getStrategies": True, "createMyCredentials": True,
-                             "updateMyCredentials": True, "credentialsExist": True,
-                             "validateMyCredentials": True, "deleteMyCredentials": True,
-                             "getMyCredentials": True}},
-        "server": {"actions": {"publicApi": True, "openapi": True, "now": True,
-                               "healthCheck": True}},
-    }},
-}
-
 
 FIRST_ADMIN_LOCK = ("gateway.locks", "createFirstAdmin")
 

@@ -1,6 +1,6 @@
 """Authentication strategies: the built-in `local` one and those plugins declare or add.
 
-Every strategy has Kuzzle's method set (seeds/000 in shared/): `exists, create, update, delete,
+Every strategy has Kuzzle's method set: `exists, create, update, delete,
 validate, verify` (required), `getInfo, getById, afterRegister` (optional). The gateway calls
 them as `exists(request, kuid)`, `create(request, credentials, kuid)`,
 `update(request, credentials, kuid)`, `delete(request, kuid)`,
@@ -20,6 +20,7 @@ from .. import errors
 from ..events import as_async
 from ..storage import Storage
 from .passwords import hash_password, verify_password
+from .rights import located
 
 REQUIRED = ("exists", "create", "update", "delete", "validate", "verify")
 OPTIONAL = ("getInfo", "getById", "afterRegister")
@@ -103,6 +104,33 @@ def strategy_from_callables(name: str, methods: dict[str, Callable[..., Any]],
                     owner)
 
 
+def check_local_credentials(credentials: Any, is_update: bool) -> None:
+    """The rules of `local` credentials that need no storage; `check` applies them to the
+    credentials gateway.yaml declares. The error carries the field (rights.where)."""
+    if not isinstance(credentials, dict):
+        raise errors.get("security.credentials.rejected", "expected {username, password}")
+    extra = set(credentials) - {"username", "password"}
+    if extra:
+        raise located(errors.get("security.credentials.rejected",
+                                 f"unexpected field(s) {', '.join(sorted(map(str, extra)))}"),
+                      sorted(extra, key=str)[0])
+    for name in ("username", "password"):
+        value = credentials.get(name)
+        if value is None and is_update:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise located(errors.get("security.credentials.rejected",
+                                     f"'{name}' must be a non-empty string"), name)
+        if len(value) > 1024:
+            raise located(errors.get("security.credentials.rejected",
+                                     f"'{name}' is too long"), name)
+
+
+def username_taken(username: str) -> errors.GatewayError:
+    return located(errors.get("security.credentials.rejected",
+                              f"username {username!r} is already used"), "username")
+
+
 class LocalStrategy:
     """`local`: username and password, the password kept as an Argon2id hash."""
 
@@ -127,27 +155,12 @@ class LocalStrategy:
         return await self.storage.exists(self.COLLECTION, kuid)
 
     async def validate(self, request: Any, credentials: Any, kuid: str, is_update: bool) -> bool:
-        if not isinstance(credentials, dict):
-            raise errors.get("security.credentials.rejected", "expected {username, password}")
-        extra = set(credentials) - {"username", "password"}
-        if extra:
-            raise errors.get("security.credentials.rejected",
-                             f"unexpected field(s) {', '.join(sorted(extra))}")
-        for name in ("username", "password"):
-            value = credentials.get(name)
-            if value is None and is_update:
-                continue
-            if not isinstance(value, str) or not value.strip():
-                raise errors.get("security.credentials.rejected",
-                                 f"'{name}' must be a non-empty string")
-            if len(value) > 1024:
-                raise errors.get("security.credentials.rejected", f"'{name}' is too long")
+        check_local_credentials(credentials, is_update)
         username = credentials.get("username")
         if username is not None:
             owner = await self._by_username(username)
             if owner is not None and owner["_id"] != kuid:
-                raise errors.get("security.credentials.rejected",
-                                 f"username {username!r} is already used")
+                raise username_taken(username)
         return True
 
     async def create(self, request: Any, credentials: dict[str, Any], kuid: str,
