@@ -155,6 +155,9 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
             "invalid_body": (17, "BadRequestError", "Invalid request body: %s"),
             "bad_request": (18, "BadRequestError", "Bad request: %s"),
             "size_limit": (19, "SizeLimitError", "Size limit exceeded: %s"),
+            "too_deep": (
+                20, "BadRequestError",
+                'Argument "%s" is nested too deeply (at most %s levels of objects and arrays).'),
         }),
         "process": (2, {
             "overloaded": (
@@ -182,6 +185,7 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
             "volatile_parse_failed": (
                 11, "BadRequestError",
                 'Unable to convert the "x-kuzzle-volatile" HTTP header to JSON: %s'),
+            "invalid_header": (20, "BadRequestError", 'Invalid HTTP header "%s": %s'),
         }),
         "websocket": (3, {
             "unexpected_error": (

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import textwrap
 import uuid
 from collections.abc import AsyncIterator
 
@@ -350,3 +351,25 @@ async def test_a_failed_deletion_deletes_nothing_kept_in_storage(serve, storage_
     report = (await client.post("/_query", json={
         "controller": "strats/t", "action": "report"}, headers=admin)).json()["result"]
     assert report["stored"] == 1
+
+
+def test_check_refuses_declared_usernames_that_are_one_account_or_invisible(tmp_path):
+    from tests.test_cli import cli
+
+    (tmp_path / "gateway.yaml").write_text(textwrap.dedent("""\
+        security:
+          users:
+            bob:
+              credentials: {local: {username: Bob, password: bob-password}}
+            bob2:
+              credentials: {local: {username: "\\uff42\\uff4f\\uff42", password: other}}
+            eve:
+              credentials: {local: {username: "ad\\u200bmin", password: eve-password}}
+        """))
+    done = cli("check", cwd=tmp_path)
+    assert done.returncode == 2, done.stdout
+    assert ("gateway.yaml:6: security.users.bob2.credentials.local.username: Login "
+            '"\uff42\uff4f\uff42" is already used.') in done.stderr, done.stderr
+    assert ("gateway.yaml:8: security.users.eve.credentials.local.username: Invalid username: "
+            "control, invisible or bidirectional characters are refused (U+200B ZERO WIDTH "
+            "SPACE)") in done.stderr, done.stderr

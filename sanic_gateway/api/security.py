@@ -8,33 +8,13 @@ from typing import Any
 
 from plugin_specs import hookimpl
 
-from .. import errors
+from .. import errors, inputs
 from ..request import Request
-from ..security.store import PROFILES, ROLES, USERS, user_from
+from ..security.store import PROFILES, RESTRICTED_ROLES, ROLES, USERS, user_from
 from ..security.strategies import Strategy
+from ..storage.base import MAX_FROM, MAX_SIZE
 from .auth import strategy_arg, user_response
 from .base import Controller, CoreController, controller
-
-# Kuzzle's restricted defaults, applied by createFirstAdmin with `reset`
-RESTRICTED_ROLES = {
-    "anonymous": {"controllers": {
-        "auth": {"actions": {"checkToken": True, "getCurrentUser": True, "getMyRights": True,
-                             "login": True, "getStrategies": True}},
-        "server": {"actions": {"publicApi": True, "openapi": True, "now": True,
-                               "healthCheck": True}},
-    }},
-    "default": {"controllers": {
-        "auth": {"actions": {"checkToken": True, "getCurrentUser": True, "getMyRights": True,
-                             "logout": True, "updateSelf": True, "refreshToken": True,
-                             "getStrategies": True, "createMyCredentials": True,
-                             "updateMyCredentials": True, "credentialsExist": True,
-                             "validateMyCredentials": True, "deleteMyCredentials": True,
-                             "getMyCredentials": True}},
-        "server": {"actions": {"publicApi": True, "openapi": True, "now": True,
-                               "healthCheck": True}},
-    }},
-}
-
 
 log = logging.getLogger("sanic_gateway.security")
 
@@ -72,13 +52,8 @@ def body_of(request: Request) -> dict[str, Any]:
 
 def paging(request: Request) -> tuple[int, int]:
     args = request.input.args
-    try:
-        start, size = int(args.get("from", 0)), int(args.get("size", 10))
-    except (TypeError, ValueError):
-        raise errors.get("api.assert.invalid_type", "from/size", "integer") from None
-    if start < 0 or not 0 <= size <= 10000:
-        raise errors.get("api.assert.invalid_argument", "from/size", "0 <= size <= 10000")
-    return start, size
+    return (inputs.int_arg(args.get("from"), "from", 0, MAX_FROM),
+            inputs.int_arg(args.get("size"), "size", 10, MAX_SIZE))
 
 
 class SecurityController(CoreController):
@@ -164,6 +139,9 @@ class SecurityController(CoreController):
     async def create_first_admin(self, request: Request) -> dict[str, Any]:
         """The first admin, once: a short-lived lock in storage makes two simultaneous calls
         (on any worker or node) give one admin and one 412."""
+        body = request.input.body or {}
+        inputs.object_arg(body.get("content"), "body.content")
+        inputs.object_arg(body.get("credentials"), "body.credentials")
         storage = self.security.storage
         try:
             await storage.create(FIRST_ADMIN_LOCK[0], {}, id=FIRST_ADMIN_LOCK[1], ttl=30)
@@ -180,9 +158,7 @@ class SecurityController(CoreController):
             raise errors.get("api.process.admin_exists")
         body = request.input.body or {}
         kuid = doc_id(request, required=False) or uuid.uuid4().hex
-        content = body.get("content") or {}
-        if not isinstance(content, dict):
-            raise errors.get("api.assert.invalid_type", "body.content", "object")
+        content = body.get("content") or {}  # checked by create_first_admin
         if "profileIds" in content:  # as in Kuzzle: the first admin's profile is not a choice
             raise errors.get("api.assert.forbidden_argument", "body.content.profileIds")
         content = {**content, "profileIds": ["admin"]}
@@ -194,6 +170,8 @@ class SecurityController(CoreController):
 
     async def create_user(self, request: Request) -> dict[str, Any]:
         body = body_of(request)
+        inputs.object_arg(body.get("content"), "body.content")
+        inputs.object_arg(body.get("credentials"), "body.credentials")
         kuid = doc_id(request, required=False) or uuid.uuid4().hex
         return await self._create_user(request, kuid, body.get("content"),
                                        body.get("credentials"))
@@ -272,7 +250,8 @@ class SecurityController(CoreController):
     async def search_roles(self, request: Request) -> dict[str, Any]:
         """Roles with rules on any of `body.controllers` (all roles without it)."""
         start, size = paging(request)
-        wanted = (request.input.body or {}).get("controllers")
+        wanted = inputs.string_list((request.input.body or {}).get("controllers"),
+                                    "body.controllers")
         roles = await self.security.store._all(ROLES)
         if wanted:
             roles = [r for r in roles if set(wanted) & set(r["_source"]["controllers"])]
@@ -303,7 +282,7 @@ class SecurityController(CoreController):
     async def search_profiles(self, request: Request) -> dict[str, Any]:
         """Profiles using any of `body.roles` (all profiles without it)."""
         start, size = paging(request)
-        wanted = set((request.input.body or {}).get("roles") or ())
+        wanted = set(inputs.string_list((request.input.body or {}).get("roles"), "body.roles"))
         profiles = await self.security.store._all(PROFILES)
         if wanted:
             profiles = [p for p in profiles

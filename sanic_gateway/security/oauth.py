@@ -1,4 +1,4 @@
-"""OAuth2 / OpenID Connect providers declared in gateway.yaml (SPEC 8.4), on Authlib.
+"""OAuth2 / OpenID Connect providers declared in gateway.yaml, on Authlib.
 
 Authlib has no Sanic client, so this is a small one on its framework-neutral pieces
 (`BaseApp`, `AsyncOAuth2Mixin`, `AsyncOpenIDMixin`, httpx's `AsyncOAuth2Client`), as its
@@ -271,5 +271,10 @@ class OAuthStrategy:
                 **{k: claims[k] for k in ("email", "name") if k in claims}}
 
     async def refuse(self, *args: Any, **kwargs: Any) -> Any:
-        raise errors.get("security.credentials.rejected",
-                         f"{self.name} credentials come from the provider: log in with it")
+        raise provider_only(self.name)
+
+
+def provider_only(name: str) -> errors.GatewayError:
+    """Why credentials of provider `name` cannot be given (API or gateway.yaml)."""
+    return errors.get("security.credentials.rejected",
+                      f"{name} credentials come from the provider: log in with it")

@@ -1,6 +1,6 @@
 """Authentication strategies: the built-in `local` one and those plugins declare or add.
 
-Every strategy has Kuzzle's method set (seeds/000 in shared/): `exists, create, update, delete,
+Every strategy has Kuzzle's method set: `exists, create, update, delete,
 validate, verify` (required), `getInfo, getById, afterRegister` (optional). The gateway calls
 them as `exists(request, kuid)`, `create(request, credentials, kuid)`,
 `update(request, credentials, kuid)`, `delete(request, kuid)`,
@@ -22,6 +22,7 @@ from ..events import as_async
 from ..storage import Storage
 from ..storage.base import storable_text
 from .passwords import hash_password, verify_password
+from .rights import located
 from .usernames import check_username, username_key
 
 log = logging.getLogger("sanic_gateway.security")
@@ -112,6 +113,38 @@ def strategy_from_callables(name: str, methods: dict[str, Callable[..., Any]],
                     owner)
 
 
+def check_local_credentials(credentials: Any, is_update: bool) -> None:
+    """The rules of `local` credentials that need no storage; `check` applies them to the
+    credentials gateway.yaml declares. The error carries the field (rights.where)."""
+    if not isinstance(credentials, dict):
+        raise errors.get("security.credentials.rejected", "expected {username, password}")
+    extra = set(credentials) - {"username", "password"}
+    if extra:
+        raise located(errors.get("security.credentials.rejected",
+                                 f"unexpected field(s) {', '.join(sorted(map(str, extra)))}"),
+                      sorted(extra, key=str)[0])
+    for name in ("username", "password"):
+        value = credentials.get(name)
+        if value is None and is_update:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise located(errors.get("security.credentials.rejected",
+                                     f"'{name}' must be a non-empty string"), name)
+        if len(value) > MAX_FIELD:
+            raise located(errors.get("security.credentials.rejected",
+                                     f"'{name}' is too long"), name)
+    if credentials.get("username") is not None:
+        try:
+            check_username(credentials["username"])
+        except errors.GatewayError as exc:
+            raise located(exc, "username") from None
+
+
+def username_taken(username: str) -> errors.GatewayError:
+    """As Kuzzle's local strategy says it: 412, in the asker's spelling, naming no account."""
+    return located(errors.get("security.credentials.username_taken", username), "username")
+
+
 class PreHashed(str):
     """A password already hashed by `LocalStrategy.prepare`; JSON input can never be one."""
 
@@ -152,27 +185,12 @@ class LocalStrategy:
 
     async def validate(self, request: Any, credentials: Any, kuid: str, is_update: bool) -> bool:
         """As Kuzzle's local strategy, which also tells that a username is taken (412)."""
-        if not isinstance(credentials, dict):
-            raise errors.get("security.credentials.rejected", "expected {username, password}")
-        extra = set(credentials) - {"username", "password"}
-        if extra:
-            raise errors.get("security.credentials.rejected",
-                             f"unexpected field(s) {', '.join(sorted(extra))}")
-        for name in ("username", "password"):
-            value = credentials.get(name)
-            if value is None and is_update:
-                continue
-            if not isinstance(value, str) or not value.strip():
-                raise errors.get("security.credentials.rejected",
-                                 f"'{name}' must be a non-empty string")
-            if len(value) > MAX_FIELD:
-                raise errors.get("security.credentials.rejected", f"'{name}' is too long")
+        check_local_credentials(credentials, is_update)
         username = credentials.get("username")
         if username is not None:
-            check_username(username)
             owner = await self._by_key(username_key(username))
             if owner is not None and owner["_id"] != kuid:
-                raise errors.get("security.credentials.username_taken", username)
+                raise username_taken(username)
         return True
 
     async def prepare(self, credentials: Any) -> Any:
@@ -215,7 +233,7 @@ class LocalStrategy:
         """The storage's refusal as the strategy's error: a taken username says no more than
         validate does (no owner, no stored form)."""
         if exc.id == "services.storage.duplicate_value":
-            return errors.get("security.credentials.username_taken", username)
+            return username_taken(username)
         if exc.id == "services.storage.document_already_exists":
             return errors.get("security.credentials.already_exist", kuid, "local")
         if exc.id == "services.storage.not_found":

@@ -27,6 +27,13 @@ SortKeys = list[tuple[list[str] | None, bool]]
 Rows = list[tuple[str, Any]]
 
 MAX_SIZE = 10_000
+# The largest `from`: the largest integer every JSON client reads exactly (and SQL's 64 bits hold).
+MAX_FROM = 2**53 - 1
+# A filter's nesting (`{"not": {"equals": ...}}` is 2) and its number of clauses (every
+# keyword object). Beyond ~30 levels SQLite's parser overflows and beyond ~1000 clauses its
+# expression tree does: refused as a bad query (400) rather than met as a storage error (503).
+MAX_FILTER_DEPTH = 16
+MAX_FILTER_CLAUSES = 256
 MAX_ID_LENGTH = 512
 # Field names come from API users and end up in SQL (as bound JSON paths): keep them boring.
 FIELD_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -131,12 +138,45 @@ def _single(body: Any, keyword: str) -> tuple[str, Any]:
     return next(iter(body.items()))
 
 
+def check_filter_size(query: Any) -> None:
+    """Refuse a filter nested deeper than MAX_FILTER_DEPTH or with more than MAX_FILTER_CLAUSES
+    clauses, before compiling it (iteratively: no recursion on a hostile input)."""
+    stack = [(query, 1)]
+    clauses = 0
+    while stack:
+        node, depth = stack.pop()
+        clauses += 1
+        if clauses > MAX_FILTER_CLAUSES:
+            raise _invalid(f"more than {MAX_FILTER_CLAUSES} clauses")
+        if depth > MAX_FILTER_DEPTH:
+            raise _invalid(f"nested deeper than {MAX_FILTER_DEPTH} levels")
+        if not isinstance(node, dict) or len(node) != 1:
+            continue
+        keyword, body = next(iter(node.items()))
+        if keyword in ("and", "or") and isinstance(body, list):
+            if len(body) > MAX_FILTER_CLAUSES:
+                raise _invalid(f"more than {MAX_FILTER_CLAUSES} clauses")
+            stack.extend((sub, depth + 1) for sub in body)
+        elif keyword == "not":
+            stack.append((body, depth + 1))
+
+
+def _matchable(value: Any) -> bool:
+    """False for a string no document can hold (storage refuses them): it matches nothing."""
+    return not isinstance(value, str) or storable_text(value)
+
+
 def compile_filter(query: Any, dialect: Dialect) -> str:
     """Translate a Koncorde-style filter into a SQL boolean expression (never NULL).
 
     Values are always bound; field names, already restricted by FIELD_RE, are bound too (as
     JSON paths). Never NULL matters for "not": NOT of a NULL would hide documents.
     """
+    check_filter_size(query)
+    return _compile(query, dialect)
+
+
+def _compile(query: Any, dialect: Dialect) -> str:
     if query is None:
         return dialect.true
     if not isinstance(query, dict):
@@ -149,13 +189,17 @@ def compile_filter(query: Any, dialect: Dialect) -> str:
     keyword, body = next(iter(query.items()))
     if keyword == "equals":
         field, value = _single(body, keyword)
-        return dialect.equals(parse_field(field, keyword), _scalar(value, keyword))
+        path = parse_field(field, keyword)
+        if not _matchable(value):  # e.g. a NUL in a login name: no match, not an error
+            return dialect.false
+        return dialect.equals(path, _scalar(value, keyword))
     if keyword == "in":
         field, values = _single(body, keyword)
         path = parse_field(field, keyword)
         if not isinstance(values, list) or not values:
             raise _invalid('"in" takes a non-empty array of values')
-        return dialect.in_(path, [_scalar(v, keyword) for v in values])
+        values = [_scalar(v, keyword) for v in values if _matchable(v)]
+        return dialect.in_(path, values) if values else dialect.false
     if keyword in ("exists", "missing"):
         if isinstance(body, dict):
             if set(body) != {"field"}:
@@ -188,11 +232,11 @@ def compile_filter(query: Any, dialect: Dialect) -> str:
         if not isinstance(body, list) or not body:
             raise _invalid(f'"{keyword}" takes a non-empty array of filters')
         joiner = " AND " if keyword == "and" else " OR "
-        return "(" + joiner.join(compile_filter(f, dialect) for f in body) + ")"
+        return "(" + joiner.join(_compile(f, dialect) for f in body) + ")"
     if keyword == "not":
         if not isinstance(body, dict):
             raise _invalid('"not" takes a filter')
-        return f"NOT ({compile_filter(body, dialect)})"
+        return f"NOT ({_compile(body, dialect)})"
     raise _invalid(f"unknown keyword {keyword!r}")
 
 
@@ -283,8 +327,8 @@ def expiry(ttl: Any) -> float | None:
 
 
 def check_page(from_: Any, size: Any) -> tuple[int, int]:
-    if isinstance(from_, bool) or not isinstance(from_, int) or from_ < 0:
-        raise _bad("from", "a non-negative integer")
+    if isinstance(from_, bool) or not isinstance(from_, int) or not 0 <= from_ <= MAX_FROM:
+        raise _bad("from", f"an integer from 0 to {MAX_FROM}")
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise _bad("size", "a non-negative integer")
     return from_, min(size, MAX_SIZE)
