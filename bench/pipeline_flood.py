@@ -75,9 +75,11 @@ class Report:
 
     def summary(self) -> str:
         start = self.rss[0][1] if self.rss else 0.0
+        latencies = sorted(lat for _, lat in self.probes) or [float("inf")]
         return (f"{self.connections} connections, {self.sent} requests sent; RSS {start:.0f} MB "
-                f"-> peak {self.peak_rss:.0f} MB; {len(self.probes)} probes, worst "
-                f"{self.worst_probe * 1000:.0f} ms")
+                f"-> peak {self.peak_rss:.0f} MB; {len(self.probes)} probes: median "
+                f"{latencies[len(latencies) // 2] * 1000:.0f} ms, worst "
+                f"{latencies[-1] * 1000:.0f} ms")
 
 
 async def _attacker(host: str, port: int, batch: bytes, per_write: int, report: Report,
@@ -171,19 +173,21 @@ def start_example(folder: Path, port: int, *, hooks: bool = True) -> subprocess.
     (folder / "gateway.yaml").write_text(text)
     shutil.copytree(ROOT / "handlers", folder / "handlers")
     env = {**os.environ, "PYTHONPATH": str(folder)}
-    proc = subprocess.Popen([sys.executable, "-m", "sanic_gateway", "run", "--port", str(port)],
-                            cwd=folder, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    wait_ready(f"http://127.0.0.1:{port}", proc)
+    # the log goes to a file: a pipe nobody reads would block the server once full
+    with open(folder / "gateway.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sanic_gateway", "run", "--port", str(port)],
+            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+    wait_ready(f"http://127.0.0.1:{port}", proc, folder / "gateway.log")
     return proc
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path,
+               timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the gateway exited: {proc.stderr.read().decode()[-2000:]}"
-                               if proc.stderr else "the gateway exited")
+            raise RuntimeError(f"the gateway exited: {log.read_text()[-2000:]}")
         try:
             with urllib.request.urlopen(url + "/_now", timeout=1):
                 return
@@ -231,9 +235,8 @@ def main() -> int:
                     print("the gateway did not stop within 30 s of SIGTERM: killed")
                     proc.kill()
                     proc.wait()
-                if proc.stderr:
-                    tail = proc.stderr.read().decode().strip().splitlines()[-5:]
-                    print("server log tail:", *tail, sep="\n  ")
+                tail = (Path(tmp) / "gateway.log").read_text().strip().splitlines()[-5:]
+                print("server log tail:", *tail, sep="\n  ")
     print(report.summary())
     return 0
 
