@@ -83,13 +83,17 @@ class Report:
 
 
 async def _attacker(host: str, port: int, batch: bytes, per_write: int, report: Report,
+                    connected: asyncio.Future[None], go: asyncio.Event,
                     stop: asyncio.Event) -> None:
     try:
         _, writer = await asyncio.open_connection(host, port)
     except OSError:
         return
+    finally:
+        connected.set_result(None)
     report.connections += 1
     try:
+        await go.wait()
         while not stop.is_set():
             writer.write(batch)
             report.sent += per_write
@@ -133,20 +137,29 @@ def _measure(host: str, port: int, pid: int, report: Report, stop: threading.Eve
 async def run_attack(url: str, pid: int, *, duration: float = 20.0, connections: int = 200,
                      per_write: int = 50, path: str = "/_publicApi", probe_timeout: float = 5.0,
                      on_sample: Callable[[Report], None] | None = None) -> Report:
-    """Attack the server at `url` (process `pid`) for `duration` seconds; what was measured."""
+    """Attack the server at `url` (process `pid`) for `duration` seconds; what was measured.
+
+    The attacking connections are all opened first: the probes measure the flood, not the
+    kernel's listen backlog overflowing under 200 simultaneous connects."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     batch = f"GET {path} HTTP/1.1\r\nHost: flood\r\n\r\n".encode() * per_write
     report = Report()
-    stop, measuring = asyncio.Event(), threading.Event()
-    started = time.monotonic()
-    report.rss.append((0.0, rss_mb(pid)))
-    measure = threading.Thread(target=_measure, args=(host, port, pid, report, measuring,
-                                                      started, probe_timeout, on_sample))
-    measure.start()
-    attackers = [asyncio.create_task(_attacker(host, port, batch, per_write, report, stop))
-                 for _ in range(connections)]
+    loop = asyncio.get_running_loop()
+    stop, go, measuring = asyncio.Event(), asyncio.Event(), threading.Event()
+    connected = [loop.create_future() for _ in range(connections)]
+    attackers = [asyncio.create_task(_attacker(host, port, batch, per_write, report, done, go,
+                                               stop))
+                 for done in connected]
+    measure = threading.Thread()
     try:
+        await asyncio.wait(connected, timeout=30)
+        started = time.monotonic()
+        report.rss.append((0.0, rss_mb(pid)))
+        measure = threading.Thread(target=_measure, args=(host, port, pid, report, measuring,
+                                                          started, probe_timeout, on_sample))
+        measure.start()
+        go.set()
         await asyncio.sleep(duration)
     finally:
         measuring.set()
@@ -154,7 +167,8 @@ async def run_attack(url: str, pid: int, *, duration: float = 20.0, connections:
         for task in attackers:
             task.cancel()
         await asyncio.gather(*attackers, return_exceptions=True)
-        await asyncio.to_thread(measure.join)
+        if measure.is_alive():
+            await asyncio.to_thread(measure.join)
     return report
 
 

@@ -46,8 +46,11 @@ async def test_pipelined_flood_keeps_memory_bounded_and_a_fresh_client_served(tm
     # before: the hook queue grew without end (+400 MB to +1.4 GB in 10 s), the loop starved
     assert report.peak_rss - start < 150, report.summary()
     assert len(report.probes) >= 8, report.summary()  # one every half second or so
-    slow = [(round(t, 1), round(lat, 2)) for t, lat in report.probes if lat >= 1.0]
-    assert not slow, report.summary()
+    # before: no answer at all (every probe timed out). Alone on the machine the worst probe
+    # takes 0.3-0.65 s; the bounds leave room for the other tests sharing its two cores
+    latencies = sorted(lat for _, lat in report.probes)
+    assert latencies[len(latencies) // 2] < 1.0, report.summary()
+    assert latencies[-1] < 2.0, report.summary()
 
 
 # -- the hook buffer -----------------------------------------------------------------------------
