@@ -3,7 +3,9 @@
 Chains are resolved once per event name, wildcards included, and cached: every event the API can
 fire is compiled at start, so the request path only does a dict look-up. Pipe time is bounded by
 one watchdog task that cancels overdue pipes (cheaper per call than `asyncio.timeout`), and the
-number of pipe chains running at once is bounded with a waiting buffer, as SPEC 5.3 says.
+number of pipe chains running at once is bounded with a waiting buffer. Hook calls are bounded
+too (hook_runner.py), and plain-function plugins run in their own bounded threads
+(plugin_threads.py).
 """
 
 from __future__ import annotations

@@ -130,9 +130,9 @@ class HookRunner:
         for task in tuple(self._workers):
             task.cancel()
         self._idle.clear()
+        self._pending -= len(self._queue)  # the running ones count down as they are cancelled
         self._queue.clear()
         self._waking = 0
-        self._pending = 0
         if self._report is not None:
             self._report.cancel()
             self._report = None

@@ -36,6 +36,9 @@ class Blocker:
 
     async def ping(self, request):
         return "pong"
+
+    def plain(self, request):
+        return "plain"
 """
 
 PLUGIN = """
@@ -44,9 +47,10 @@ PLUGIN = """
     pipes:
       "blocker/api:beforePing": hold
     controllers:
-      api: {ping: ping}
+      api: {ping: ping, plain: plain}
     routes:
       - {verb: get, url: /ping, controller: api, action: ping}
+      - {verb: get, url: /plain, controller: api, action: plain}
 """
 
 async def _all_started(started: threading.Semaphore, count: int) -> None:
@@ -65,7 +69,7 @@ async def test_blocking_plain_pipes_get_503_and_never_delay_a_login(serve):
         "  login_attempts_per_second: 100",
         f"  login_attempts_per_second: 100\n  plugin_threads: {BLOCKERS}\n  pipe_timeout: 60s")
     yaml = yaml.replace("anonymous: {controllers: {auth:",
-                        'anonymous: {controllers: {"blocker/api": {actions: {ping: true}}, auth:')
+                        'anonymous: {controllers: {"blocker/api": {actions: {"*": true}}, auth:')
     served = await serve(yaml, files={"hardening_blocker.py": BLOCKER})
     client, blocker = served.client, served.plugin("blocker")
     held = [asyncio.create_task(client.get("/_/blocker/ping")) for _ in range(BLOCKERS)]
@@ -78,12 +82,15 @@ async def test_blocking_plain_pipes_get_503_and_never_delay_a_login(serve):
         assert r.status_code == 503, r.text
         assert r.json()["error"]["id"] == "plugin.runtime.too_many_threads"
         assert f"all {BLOCKERS} threads" in r.json()["error"]["message"]
+        r = await client.get("/_/blocker/plain")  # a plain action too
+        assert r.status_code == 503 and r.json()["error"]["id"] == "plugin.runtime.too_many_threads"
         assert not any(task.done() for task in held)
     finally:
         blocker.release.set()
     assert [r.status_code for r in await asyncio.gather(*held)] == [200] * BLOCKERS
     # the threads are free again
     assert (await client.get("/_/blocker/ping")).status_code == 200
+    assert (await client.get("/_/blocker/plain")).json()["result"] == "plain"
 
 
 # -- units ---------------------------------------------------------------------------------------

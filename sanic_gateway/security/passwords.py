@@ -5,7 +5,8 @@ near 20-30 ms on this project's 2-core reference machine (measured by bench/logi
 makes an offline attack on a leaked hash expensive while a login stays well below what a user
 notices. Hashing runs in a thread so that logins never stall other requests, and in threads
 no plugin shares: a plugin blocking its own threads (or the loop's default executor) delays no
-login. One thread per core: Argon2 with one lane keeps one core busy, more would only queue.
+login. One thread per core (two at least): Argon2 with one lane keeps one core busy, more
+threads would only queue.
 """
 
 from __future__ import annotations
