@@ -132,7 +132,7 @@ class EventBus:
         pipe_warn_time: float = 0.5,
         max_concurrent_pipes: int = 50,
         pipes_buffer_size: int = 50000,
-        hooks_buffer_size: int = 10000,
+        hooks_buffer_size: int = 5000,
         plugin_threads: int = 16,
     ) -> None:
         self.pipes = tuple(pipes)

@@ -31,7 +31,7 @@ REPORT_EVERY = 10.0  # seconds between two warnings about dropped hook calls
 class HookRunner:
     """`submit(fn, *args)` schedules `await fn(*args)`; it never waits and never raises."""
 
-    def __init__(self, max_pending: int = 10000, keep_idle: int = 8) -> None:
+    def __init__(self, max_pending: int = 5000, keep_idle: int = 8) -> None:
         self.max_pending = max_pending
         self.keep_idle = keep_idle
         self.dropped = 0  # hook calls dropped since start, the buffer being full
