@@ -142,3 +142,21 @@ async def test_errors_raised_in_a_plugin_thread_reach_the_caller():
         await threads.run(boom)
     assert threads.busy == 0
     threads.close()
+
+
+async def test_password_hashing_does_not_wait_for_the_default_executor():
+    """Whatever blocks the loop's default executor (a plain strategy method, a library) leaves
+    logins alone: Argon2 runs in threads of its own."""
+    from sanic_gateway.security.passwords import hash_password, verify_password
+
+    gate = threading.Event()
+    loop = asyncio.get_running_loop()
+    blocked = [loop.run_in_executor(None, gate.wait, 10) for _ in range(40)]
+    try:
+        started = time.monotonic()
+        hashed = await asyncio.wait_for(hash_password("pw"), 5)
+        assert await asyncio.wait_for(verify_password(hashed, "pw"), 5)
+        assert time.monotonic() - started < 5
+    finally:
+        gate.set()
+    await asyncio.gather(*blocked)
