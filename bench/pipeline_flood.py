@@ -186,7 +186,8 @@ def start_example(folder: Path, port: int, *, hooks: bool = True) -> subprocess.
         text = text.replace('    hooks:\n      "request:onSuccess": count\n', "")
     (folder / "gateway.yaml").write_text(text)
     shutil.copytree(ROOT / "handlers", folder / "handlers")
-    env = {**os.environ, "PYTHONPATH": str(folder)}
+    # this repository's code, whatever the environment has installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(folder), str(ROOT)))}
     # the log goes to a file: a pipe nobody reads would block the server once full
     with open(folder / "gateway.log", "wb") as log:
         proc = subprocess.Popen(
