@@ -56,6 +56,8 @@ class Gateway:
             pipe_warn_time=limits["pipe_warn_time"],
             max_concurrent_pipes=limits["max_concurrent_pipes"],
             pipes_buffer_size=limits["pipes_buffer_size"],
+            hooks_buffer_size=limits["hooks_buffer_size"],
+            plugin_threads=limits["plugin_threads"],
         )
         self.funnel = Funnel(self.api, self.bus, OpenPolicy())
         self.version = __version__
@@ -122,7 +124,10 @@ class Gateway:
                     found = function(at, fname, kind)
                     if found:
                         fn, nargs = found
-                        target.append(Listener(name, pattern, fname, as_async(fn), nargs >= 2))
+                        target.append(Listener(name, pattern, fname,
+                                               as_async(fn, self.bus.threads,
+                                                        wait=kind == "hook"),
+                                               nargs >= 2))
 
         routes: dict[tuple[str, str], list[HttpRoute]] = {}
         for route in spec.get("routes", []):
@@ -136,7 +141,7 @@ class Gateway:
                 found = function(("controllers", ctrl_name, action_name), fname, "action")
                 if found:
                     compiled[action_name] = Action(
-                        full_name, action_name, as_async(found[0]),
+                        full_name, action_name, as_async(found[0], self.bus.threads),
                         tuple(routes.get((ctrl_name, action_name), ())), plugin=name)
             if len(issues) == count:
                 self.api.add(Controller(full_name, compiled))

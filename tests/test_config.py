@@ -64,6 +64,8 @@ def test_an_empty_file_is_all_defaults(tmp_path: Path, text: str) -> None:
             "pipe_warn_time": 0.5,
             "max_concurrent_pipes": 50,
             "pipes_buffer_size": 50000,
+            "hooks_buffer_size": 5000,
+            "plugin_threads": 16,
             "login_attempts_per_second": 1,
             "request_timeout": 60.0,
         },

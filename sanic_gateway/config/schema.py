@@ -84,6 +84,8 @@ LIMITS = _mapping(
         "pipe_warn_time": _duration(0.5),
         "max_concurrent_pipes": {"type": "integer", "min": 1, "default": 50},
         "pipes_buffer_size": {"type": "integer", "min": 0, "default": 50000},
+        "hooks_buffer_size": {"type": "integer", "min": 1, "default": 5000},
+        "plugin_threads": {"type": "integer", "min": 1, "default": 16},
         "login_attempts_per_second": {"type": "integer", "min": 0, "default": 1},
         "request_timeout": _duration(60.0),
     },

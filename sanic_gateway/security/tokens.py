@@ -4,6 +4,10 @@ Signed with joserfc, Authlib's JOSE implementation (Authlib 1.7 deprecated its o
 `authlib.jose` in its favour). The algorithm is pinned: a token whose header names another
 algorithm, `none` included, is refused before its signature is even looked at. Revocations are
 stored (so every worker and node sees them) and cached here for `RECHECK` seconds.
+
+What this process caches is bounded (security/bounded.py): verified tokens and "not revoked"
+answers by time (`RECHECK`) and by number; revocations it knows of until the token would have
+expired anyway, and by number (storage keeps them all: a dropped entry costs one query).
 """
 
 from __future__ import annotations
@@ -22,11 +26,15 @@ from joserfc.jwk import OctKey
 
 from .. import errors
 from ..storage import Storage
+from .bounded import ExpiringSet, RecentMap
 
 SETTINGS = "gateway.settings"
 REVOKED = "tokens.revoked"
 REVOKED_BEFORE = "tokens.revoked_before"
 RECHECK = 1.0  # seconds a verified token is trusted before storage is asked again
+VERIFIED_MAX = 10_000  # verified tokens kept (those used in the last RECHECK seconds at most)
+CHECKED_MAX = 10_000  # "not revoked" answers kept, likewise
+REVOKED_MAX = 100_000  # revocations kept here (the soonest to expire go first beyond)
 MIN_SECRET_LENGTH = 32
 # the longest `expiresIn` a login may ask (100 years): beyond, `exp` stops being a sane number
 MAX_EXPIRES_IN = 100 * 365 * 86400.0
@@ -61,9 +69,10 @@ class Tokens:
         self.max_ttl = max_ttl
         self._secret = secret
         self._key: OctKey | None = None
-        self._checked: dict[str, float] = {}  # jti -> when storage last said "not revoked"
-        self._verified: dict[str, tuple[Token, float]] = {}  # raw JWT -> (token, when)
-        self._revoked: set[str] = set()
+        # jti -> (None, when storage last said "not revoked")
+        self._checked = RecentMap(RECHECK, CHECKED_MAX)
+        self._verified = RecentMap(RECHECK, VERIFIED_MAX)  # raw JWT -> (Token, when verified)
+        self._revoked = ExpiringSet(REVOKED_MAX)  # jti -> when the token expires
 
     async def start(self) -> None:
         """Use the configured secret, or one generated once and kept in storage, so that
@@ -133,9 +142,7 @@ class Tokens:
         if token is not None:
             return token
         token = await self._decode(encoded)
-        if len(self._verified) > 100_000:
-            self._verified.clear()
-        self._verified[encoded] = (token, time.monotonic())
+        self._verified.put(encoded, token, time.monotonic())
         return token
 
     def cached(self, encoded: Any) -> Token | None:
@@ -168,16 +175,19 @@ class Tokens:
         exp = claims.get("exp")
         if exp is not None and (not isinstance(exp, int | float) or exp <= time.time()):
             raise errors.get("security.token.expired")
-        if await self.is_revoked(jti, kuid, iat):
+        if await self.is_revoked(jti, kuid, iat, exp):
             raise errors.get("security.token.invalid")
         return Token(jti, encoded, kuid, None if exp is None else int(exp) * 1000,
                      int(iat * 1000))
 
-    async def is_revoked(self, jti: str, kuid: str, iat: float) -> bool:
+    async def is_revoked(self, jti: str, kuid: str, iat: float,
+                         exp: float | None = None) -> bool:
+        """Whether token `jti` of `kuid` issued at `iat` (expiring at `exp`) is revoked."""
         if jti in self._revoked:
             return True
         now = time.monotonic()
-        if now - self._checked.get(jti, -RECHECK) < RECHECK:
+        checked = self._checked.get(jti)
+        if checked is not None and now - checked[1] < RECHECK:
             return False
         revoked = await self.storage.exists(REVOKED, jti)
         if not revoked:
@@ -187,17 +197,18 @@ class Tokens:
             except errors.NotFoundError:
                 pass
         if revoked:
-            self._revoked.add(jti)
+            self._revoked.add(jti, exp, time.time())
             self._checked.pop(jti, None)
         else:
-            if len(self._checked) > 100_000:
-                self._checked.clear()
-            self._checked[jti] = now
+            self._checked.put(jti, None, now)
+            self._revoked.prune(time.time())
         return revoked
 
     async def revoke(self, token: Token) -> None:
-        self._revoked.add(token._id)
+        self._revoked.add(token._id, None if token.expiresAt is None else token.expiresAt / 1000,
+                          time.time())
         self._checked.pop(token._id, None)
+        self._verified.pop(token.jwt, None)
         ttl = None if token.expiresAt is None else max(1.0, token.ttl / 1000 + 1)
         await self.storage.create_or_replace(REVOKED, token._id, {"userId": token.userId},
                                              ttl=ttl)
