@@ -202,7 +202,8 @@ class Gateway:
             for plugin_name, strategy_name, fields, methods in self.plugin_strategies:
                 try:
                     await self.security.strategies.register(strategy_from_callables(
-                        strategy_name, methods, fields, owner=plugin_name))
+                        strategy_name, methods, fields, owner=plugin_name,
+                        threads=self.bus.threads))
                 except Exception as exc:
                     raise PluginStartError(plugin_name, exc) from exc
             await self._init_plugins()

@@ -82,7 +82,8 @@ class PluginStrategies:
         method set; the methods are callables (plain or async)."""
         methods = dict(strategy.get("methods") or {})
         built = strategy_from_callables(name, methods, list(strategy.get("fields") or []),
-                                        owner=self._plugin)
+                                        owner=self._plugin,
+                                        threads=self._gateway.bus.threads)
         await self._gateway.security.strategies.register(built)
 
     async def remove(self, name: str) -> None:
