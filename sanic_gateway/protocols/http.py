@@ -7,11 +7,13 @@ its controller and action. The per-request work is parsing, one `funnel.execute`
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import re
 import traceback
 import types
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -27,6 +29,7 @@ from sanic.exceptions import (
 )
 from sanic.handlers import ErrorHandler
 from sanic.response import HTTPResponse
+from websockets.exceptions import ConnectionClosed
 
 from .. import errors
 from ..request import ClientConnection, Request, RequestContext, new_request_id
@@ -70,21 +73,35 @@ class HttpAdapter:
         self.connection_events = (gateway.bus.has_listeners("connection:new")
                                   or gateway.bus.has_listeners("connection:remove"))
 
-    def install(self, app: Sanic) -> None:
+    def install(self, app: Sanic, *, enabled: bool = True,
+                upgrades: dict[str, WebSocketHandler] | None = None) -> None:
+        """Kuzzle's routes (unless `server.protocols.http.enabled` is false), and the paths
+        where another protocol takes WebSocket upgrades (`/` for WebSocket: a plain GET there
+        still gets the HTTP route)."""
+        upgrades = dict(upgrades or {})
+        if upgrades:  # Sanic serves connections with its WebSocket-capable protocol
+            app.enable_websocket()
         names = itertools.count()
-        for action in self.gateway.api.actions():
+        for action in self.gateway.api.actions() if enabled else ():
             for route in action.http:
                 methods = {route.verb.upper()}
+                handler = self._handler(action.controller, action.name)
                 if route.verb == "get":
                     methods.add("HEAD")
+                    if route.path in upgrades:
+                        handler = _upgrading(upgrades.pop(route.path), handler)
                 app.add_route(
-                    self._handler(action.controller, action.name),
+                    handler,
                     _PARAM.sub(r"<\1>", route.path),
                     methods=methods,
                     name=f"r{next(names)}_{re.sub(r'[^A-Za-z0-9_]', '_', action.controller)}",
                     unquote=True,
                 )
-        app.add_route(self.query, "/_query", methods={"POST"}, name="query")
+        if enabled:
+            app.add_route(self.query, "/_query", methods={"POST"}, name="query")
+        for path, upgrade in upgrades.items():
+            app.add_route(_upgrading(upgrade, None), path, methods={"GET"},
+                          name=f"upgrade{next(names)}")
 
     def _handler(self, controller: str, action: str) -> Any:
         async def handle(request: SanicRequest, **params: str) -> HTTPResponse:
@@ -184,6 +201,30 @@ class HttpAdapter:
         }
         return HTTPResponse(dumps(envelope), status=error.status,
                             headers={"X-Kuzzle-Request-Id": request_id}, content_type=_JSON)
+
+
+WebSocketHandler = Callable[[SanicRequest, Any], Awaitable[None]]
+
+
+def _upgrading(on_websocket: WebSocketHandler, plain: Callable[..., Awaitable[HTTPResponse]] | None,
+               ) -> Callable[..., Awaitable[HTTPResponse | None]]:
+    """A GET handler that hands a WebSocket upgrade to `on_websocket(request, ws)` (then
+    closes the socket) and any other request to `plain` (404 without one)."""
+    async def handle(request: SanicRequest, **params: str) -> HTTPResponse | None:
+        if request.headers.get("upgrade", "").lower() != "websocket":
+            if plain is None:
+                raise NotFound(request.path)
+            return await plain(request, **params)
+        ws = await request.transport.get_protocol().websocket_handshake(request)
+        try:
+            await on_websocket(request, ws)
+        except (asyncio.CancelledError, ConnectionClosed):
+            ws.end_connection(1000)
+            return None
+        await ws.close()
+        return None
+    handle.is_websocket = True  # type: ignore[attr-defined]  # Sanic: no HTTP response
+    return handle
 
 
 def _query_args(query_string: str) -> dict[str, Any]:
