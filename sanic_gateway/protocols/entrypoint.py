@@ -15,6 +15,7 @@ The EntryPoint is also a read-only mapping of the protocol's own config section,
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import logging
 import socket
@@ -59,6 +60,7 @@ class Hub:
         self.node = f"{socket.gethostname()}/{id(self)}"
         self._tasks: set[asyncio.Future[Any]] = set()
         self.stopped = False
+        self.loop: asyncio.AbstractEventLoop | None = None  # the server's, set by start()
 
     def add(self, protocol: LoadedProtocol) -> EntryPoint:
         self.protocols[protocol.name] = protocol
@@ -72,6 +74,7 @@ class Hub:
         """init(entry_point, context) of each protocol, in file order (awaited if async).
         Raises ProtocolStartError naming the protocol that failed."""
         self.stopped = False
+        self.loop = asyncio.get_running_loop()
         for name, protocol in self.protocols.items():
             try:
                 out = protocol.obj.init(self.entry_points[name], ProtocolContext(self, name))
@@ -390,33 +393,53 @@ class Channels:
     def join_channel(self, channel: str, connection_id: str) -> bool:
         """Add the connection to `channel`; False if the connection is gone (or is HTTP's,
         which lives for one request)."""
-        return self._hub.join_channel(channel, connection_id)
+        return self._on_loop(self._hub.join_channel, channel, connection_id)
 
     def leave_channel(self, channel: str, connection_id: str) -> None:
-        self._hub.leave_channel(channel, connection_id)
+        self._on_loop(self._hub.leave_channel, channel, connection_id)
 
     def notify(self, channels: Sequence[str], connection_id: str,
                payload: dict[str, Any]) -> bool:
         """Send `payload` to one connection, once per channel, with `room` = the channel."""
-        return self._hub.notify(channels, connection_id, payload)
+        return self._on_loop(self._hub.notify, channels, connection_id, payload)
 
     def broadcast(self, channels: Sequence[str], payload: dict[str, Any]) -> None:
         """Send `payload` to every connection listening on each channel."""
-        self._hub.broadcast(channels, payload)
+        self._on_loop(self._hub.broadcast, channels, payload)
 
     def members(self, channel: str) -> frozenset[str]:
         """Ids of the connections on `channel`."""
-        return self._hub.members(channel)
+        return self._on_loop(self._hub.members, channel)
 
     def channels_of(self, connection_id: str) -> frozenset[str]:
-        return self._hub.channels_of(connection_id)
+        return self._on_loop(self._hub.channels_of, connection_id)
 
     def connection(self, connection_id: str) -> ClientConnection | None:
         return self._hub.connections.get(connection_id)
 
     def disconnect(self, connection_id: str) -> bool:
         """Ask the owning protocol to close the connection."""
-        return self._hub.disconnect(connection_id)
+        return self._on_loop(self._hub.disconnect, connection_id)
+
+    def _on_loop(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Plain (sync) plugin functions run in worker threads: their calls are made on the
+        server's event loop, the worker waiting for the outcome."""
+        loop = self._hub.loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop:
+            return function(*args)
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(function(*args))
+            except BaseException as exc:
+                future.set_exception(exc)
+        loop.call_soon_threadsafe(run)
+        return future.result(timeout=30)
 
 
 class ProtocolContext:
