@@ -6,7 +6,8 @@ A protocol is a class with `init(entry_point, context)`, `broadcast(channels, pa
 these names when it loads the protocol, so a missing one is a config error, not a crash on the
 first notification. Optional: `stop()` (called when the server stops, before connections are
 dropped) and `http_upgrades(app, entry_point)` (a protocol served on the HTTP port, like WebSocket:
-returns `{path: handler(request, websocket)}`; a plain GET on such a path still reaches HTTP).
+returns `{path: upgrade(request)}`, `upgrade` serving the socket until it closes; a plain GET on
+such a path still reaches HTTP).
 
 Kuzzle 1.x protocol plugins took one data object in their channel methods
 (`join_channel({"channel", "connectionId"})`); a method declared with one parameter is called

@@ -29,7 +29,6 @@ from sanic.exceptions import (
 )
 from sanic.handlers import ErrorHandler
 from sanic.response import HTTPResponse
-from websockets.exceptions import ConnectionClosed
 
 from .. import errors
 from ..request import ClientConnection, Request, RequestContext, new_request_id
@@ -74,13 +73,11 @@ class HttpAdapter:
                                   or gateway.bus.has_listeners("connection:remove"))
 
     def install(self, app: Sanic, *, enabled: bool = True,
-                upgrades: dict[str, WebSocketHandler] | None = None) -> None:
+                upgrades: dict[str, Upgrade] | None = None) -> None:
         """Kuzzle's routes (unless `server.protocols.http.enabled` is false), and the paths
         where another protocol takes WebSocket upgrades (`/` for WebSocket: a plain GET there
         still gets the HTTP route)."""
         upgrades = dict(upgrades or {})
-        if upgrades:  # Sanic serves connections with its WebSocket-capable protocol
-            app.enable_websocket()
         names = itertools.count()
         for action in self.gateway.api.actions() if enabled else ():
             for route in action.http:
@@ -203,27 +200,24 @@ class HttpAdapter:
                             headers={"X-Kuzzle-Request-Id": request_id}, content_type=_JSON)
 
 
-WebSocketHandler = Callable[[SanicRequest, Any], Awaitable[None]]
+Upgrade = Callable[[SanicRequest], Awaitable[HTTPResponse | None]]
 
 
-def _upgrading(on_websocket: WebSocketHandler, plain: Callable[..., Awaitable[HTTPResponse]] | None,
+def _upgrading(on_upgrade: Upgrade, plain: Callable[..., Awaitable[HTTPResponse]] | None,
                ) -> Callable[..., Awaitable[HTTPResponse | None]]:
-    """A GET handler that hands a WebSocket upgrade to `on_websocket(request, ws)` (then
-    closes the socket) and any other request to `plain` (404 without one)."""
+    """A GET handler handing WebSocket upgrades to `on_upgrade(request)` (it serves the socket
+    until it closes, then returns None; or returns a refusal) and any other request to `plain`
+    (404 without one)."""
     async def handle(request: SanicRequest, **params: str) -> HTTPResponse | None:
         if request.headers.get("upgrade", "").lower() != "websocket":
             if plain is None:
                 raise NotFound(request.path)
             return await plain(request, **params)
-        ws = await request.transport.get_protocol().websocket_handshake(request)
         try:
-            await on_websocket(request, ws)
-        except (asyncio.CancelledError, ConnectionClosed):
-            ws.end_connection(1000)
+            return await on_upgrade(request)
+        except asyncio.CancelledError:  # the socket went away: nothing left to answer
             return None
-        await ws.close()
-        return None
-    handle.is_websocket = True  # type: ignore[attr-defined]  # Sanic: no HTTP response
+    handle.is_websocket = True  # type: ignore[attr-defined]  # Sanic: None is a valid outcome
     return handle
 
 

@@ -4,11 +4,14 @@ A frame is a Kuzzle request (JSON with `requestId`, `controller`, `action`, `jwt
 answer is the envelope HTTP would send plus `room` = `requestId`. Requests of one connection
 run concurrently (at most `max_in_flight`; beyond, the connection is not read until one ends).
 
-Sends never wait on a client: each connection has a queue of at most `send_queue` messages
-waiting for its socket; a client that stops reading fills it and is disconnected (close code
-1011, as Kuzzle), so a slow client costs the others nothing. `idle_timeout`: the server pings;
-a client that answers nothing for that long is closed. On shutdown, requests in flight are
-answered, then each connection is closed with code 1001.
+Sanic accepts the HTTP upgrade; the connection is then served by a small asyncio protocol over
+the `websockets` library's sans-I/O ServerProtocol (framing, masking, close handshake, size
+limit), as Kuzzle serves it with uWebSockets: frames are handled as they arrive and answers
+written at once, with no task or lock per message. Sends never wait on a client: when its socket
+buffer is full, messages wait in a queue of at most `send_queue`; a client that stops reading
+fills it and is disconnected (close code 1011, as Kuzzle), costing the others nothing.
+`idle_timeout`: a connection silent for half of it is pinged, and closed if still silent after
+the other half. On shutdown, requests in flight are answered, then connections closed (1001).
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ from typing import Any
 
 import orjson
 from sanic import Sanic
-from sanic.exceptions import ServerError
-from sanic.server.websockets.impl import WebsocketImplProtocol
-from websockets.exceptions import ConnectionClosed
+from sanic.response import HTTPResponse
+from websockets.datastructures import Headers
+from websockets.frames import Opcode
+from websockets.http11 import Request as HandshakeRequest
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 from .. import errors
 from ..request import ClientConnection, Request
@@ -32,152 +38,221 @@ from .entrypoint import EntryPoint
 
 log = logging.getLogger("sanic_gateway.protocols.websocket")
 
-PING = '{"p":1}'
+PING = b'{"p":1}'
 PONG = '{"p":2}'
 TOO_SLOW = "too much backpressure: client is too slow"
 SHUTDOWN_GRACE = 10.0  # seconds given to requests in flight when the server stops
-_SEND_ERRORS = (ConnectionClosed, ServerError, ConnectionError, asyncio.CancelledError)
 
 
-class _Client:
-    """One WebSocket connection: its socket, send queue and requests in flight."""
+class _Connection(asyncio.Protocol):
+    """One WebSocket connection once upgraded: framing in, framing out, its send queue."""
 
-    __slots__ = ("connection", "limit", "on_overflow", "queue", "room", "tasks", "writer",
-                 "ws")
-
-    def __init__(self, ws: WebsocketImplProtocol, connection: ClientConnection,
-                 limit: int, on_overflow: Any) -> None:
+    def __init__(self, owner: WebSocketProtocol, transport: Any, ws: ServerProtocol,
+                 connection: ClientConnection, http_protocol: Any) -> None:
+        self.owner = owner
+        self.transport = transport
         self.ws = ws
         self.connection = connection
-        self.limit = limit
-        self.on_overflow = on_overflow
+        self.http_protocol = http_protocol  # Sanic's, told when the socket goes away
         self.queue: collections.deque[str] = collections.deque()
-        self.writer: asyncio.Task[None] | bool | None = None  # who is writing, if anyone
+        self.paused = False
+        self.closed = False
+        self.seen = True  # data received since the last idle check
+        self.pinged = False
+        self.fragments: list[bytes] = []
         self.tasks: set[asyncio.Task[None]] = set()
-        self.room: asyncio.Event | None = None  # set when a request ends (max_in_flight)
+        self.reading_paused = False
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self.seen = True
+        ws = self.ws
+        ws.receive_data(data)
+        for frame in ws.events_received():
+            opcode = frame.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                if frame.fin:
+                    self.owner.on_message(self, frame.data)
+                else:
+                    self.fragments = [frame.data]
+            elif opcode is Opcode.CONT:
+                self.fragments.append(frame.data)
+                if frame.fin:
+                    message, self.fragments = b"".join(self.fragments), []
+                    self.owner.on_message(self, message)
+            elif opcode is Opcode.PONG:
+                self.pinged = False
+        self._flush_protocol()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        queue = self.queue
+        while queue and not self.paused and not self.closed:
+            self._write(queue.popleft())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.queue.clear()
+        self.owner.on_closed(self)
+        if not self.done.done():
+            self.done.set_result(None)
+        try:
+            self.http_protocol.connection_lost(exc)  # Sanic cleans up its side
+        except Exception:
+            log.debug("sanic connection_lost", exc_info=True)
+
+    # -- sending -----------------------------------------------------------------------------
 
     def send(self, text: str) -> None:
-        """Queue `text`; the connection's writer sends it when the socket takes it."""
-        if self.writer is not None or self.queue:
-            self._enqueue(text)
+        """Write `text` now, or queue it while the socket is full; a full queue means the
+        client does not read: it is disconnected."""
+        if self.closed:
             return
-        self.queue.append(text)
-        self.writer = asyncio.get_running_loop().create_task(self._drain())
+        if not self.paused:
+            self._write(text)
+        elif len(self.queue) < self.owner.send_queue:
+            self.queue.append(text)
+        else:
+            self.owner.too_slow(self)
 
-    async def send_now(self, text: str) -> None:
-        """From a task already running (a request's): write at once if nobody else writes."""
-        if self.writer is not None or self.queue:
-            self._enqueue(text)
+    def _write(self, text: str) -> None:
+        self.ws.send_text(text.encode())
+        self._flush_protocol()
+
+    def _flush_protocol(self) -> None:
+        """Write what the WebSocket protocol produced (answers, pongs, close frames); close
+        the socket when the protocol says the connection is over."""
+        out = self.ws.data_to_send()
+        if out:
+            eof = out[-1] == b""
+            data = b"".join(out)
+            if data:
+                self.transport.write(data)
+            if eof or self.ws.state is State.CLOSED:
+                self.transport.close()
+        elif self.ws.state is State.CLOSED:
+            self.transport.close()
+
+    def close(self, code: int, reason: str) -> None:
+        """Send a close frame and close the socket (what is buffered is still sent)."""
+        if self.closed:
             return
-        self.writer = True
-        try:
-            await self.ws.send(text)
-            while self.queue:
-                await self.ws.send(self.queue.popleft())
-        except _SEND_ERRORS:
-            self.queue.clear()
-        finally:
-            self.writer = None
+        if self.ws.state is State.OPEN:
+            self.ws.send_close(code, reason)
+            out = b"".join(self.ws.data_to_send())
+            if out:
+                self.transport.write(out)
+        self.transport.close()
 
-    def _enqueue(self, text: str) -> None:
-        if len(self.queue) >= self.limit:
-            self.on_overflow(self)
-            return
-        self.queue.append(text)
-
-    async def _drain(self) -> None:
-        try:
-            while self.queue:
-                await self.ws.send(self.queue.popleft())
-        except _SEND_ERRORS:
-            self.queue.clear()
-        finally:
-            self.writer = None
-
-    async def flush(self, timeout: float) -> None:
-        """Wait (at most `timeout`) until everything queued was handed to the socket."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while (self.queue or self.writer is not None) and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+    def abort(self) -> None:
+        self.queue.clear()
+        self.transport.abort()
 
 
 class WebSocketProtocol(Protocol):
     name = "websocket"
 
     def __init__(self) -> None:
-        self.clients: dict[str, _Client] = {}
+        self.clients: dict[str, _Connection] = {}
         self.channels: dict[str, set[str]] = {}
         self.entry_point: EntryPoint | None = None
         self.closing = False
         self.send_queue = 50
         self.max_in_flight = 100
+        self.max_size = 1 << 20
+        self.idle_timeout = 60.0
         self.grace = SHUTDOWN_GRACE
         self.log = log
+        self._idle_task: asyncio.Task[None] | None = None
 
     # -- life --------------------------------------------------------------------------------
 
     def http_upgrades(self, app: Sanic, entry_point: EntryPoint) -> dict[str, Any]:
-        """Served on the HTTP port at `/`. The server pings every idle_timeout/2 and drops a
-        client whose pong does not come within idle_timeout/2."""
-        idle = float(entry_point.config.get("idle_timeout") or 60.0)
-        app.config.WEBSOCKET_PING_INTERVAL = idle / 2
-        app.config.WEBSOCKET_PING_TIMEOUT = idle / 2
-        return {"/": self.serve}
+        """WebSocket upgrades on the HTTP port, at `/` (a plain GET there is HTTP's)."""
+        self.max_size = int(app.config.WEBSOCKET_MAX_SIZE)
+        return {"/": self.upgrade}
 
     def init(self, entry_point: EntryPoint, context: Any) -> None:
         self.entry_point = entry_point
         self.log = context.log
-        self.send_queue = int(entry_point.config.get("send_queue") or 50)
-        self.max_in_flight = int(entry_point.config.get("max_in_flight") or 100)
+        config = entry_point.config
+        self.send_queue = int(config.get("send_queue") or 50)
+        self.max_in_flight = int(config.get("max_in_flight") or 100)
+        self.idle_timeout = float(config.get("idle_timeout") or 60.0)
         timeout = context.config.get("limits", {}).get("request_timeout") or SHUTDOWN_GRACE
         self.grace = min(float(timeout), SHUTDOWN_GRACE)
         self.closing = False
+        self._idle_task = asyncio.get_running_loop().create_task(self._watch_idle())
 
     async def stop(self) -> None:
         """Answer requests in flight (new ones get 503), then close every connection (1001)."""
         self.closing = True
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+            self._idle_task = None
         clients = list(self.clients.values())
         pending = [task for client in clients for task in client.tasks]
         if pending:
             await asyncio.wait(pending, timeout=self.grace)
-        await asyncio.gather(*(client.flush(1.0) for client in clients))
-        await asyncio.gather(*(self._close(client, 1001, "server shutting down")
-                               for client in clients))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 1.0
+        while any(c.queue for c in clients) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for client in clients:
+            client.close(1001, "server shutting down")
+        if clients:
+            await asyncio.wait([c.done for c in clients], timeout=2.0)
 
-    @staticmethod
-    async def _close(client: _Client, code: int, reason: str) -> None:
-        try:
-            await asyncio.wait_for(client.ws.close(code, reason), 2.0)
-        except (TimeoutError, *_SEND_ERRORS):
-            client.ws.fail_connection(code, reason)
+    async def _watch_idle(self) -> None:
+        """One timer for all connections: silent for idle_timeout/2 -> pinged; still silent
+        idle_timeout/2 later -> closed."""
+        half = self.idle_timeout / 2
+        while True:
+            await asyncio.sleep(half)
+            for client in list(self.clients.values()):
+                if client.seen:
+                    client.seen = False
+                elif client.pinged:
+                    self.log.info("websocket connection %s: idle timeout", client.connection.id)
+                    client.close(1001, "idle timeout")
+                elif client.ws.state is State.OPEN:
+                    client.pinged = True
+                    client.ws.send_ping(b"idle")
+                    client._flush_protocol()
 
-    # -- one connection ----------------------------------------------------------------------
+    # -- upgrade -----------------------------------------------------------------------------
 
-    async def serve(self, request: Any, ws: WebsocketImplProtocol) -> None:
+    async def upgrade(self, request: Any) -> HTTPResponse | None:
+        """Accept the upgrade, then serve the socket until it closes."""
         entry_point = self.entry_point
         if entry_point is None or self.closing:
-            await ws.close(1001, "server shutting down")
-            return
+            return HTTPResponse(b"server shutting down", status=503)
+        # state OPEN: Sanic parsed the HTTP request; the protocol parses frames from now on
+        ws = ServerProtocol(max_size=self.max_size, logger=log, state=State.OPEN)
+        handshake = ws.accept(HandshakeRequest(request.path, Headers(request.headers.items())))
+        if handshake.status_code != 101:
+            return HTTPResponse(handshake.body, status=handshake.status_code,
+                                headers=dict(handshake.headers.raw_items()))
+        transport = request.transport
+        http_protocol = transport.get_protocol()
         connection = ClientConnection(self.name, [request.ip], dict(request.headers))
-        client = _Client(ws, connection, self.send_queue, self._too_slow)
+        client = _Connection(self, transport, ws, connection, http_protocol)
+        transport.set_protocol(client)
+        transport.write(handshake.serialize())
+        transport.resume_reading()  # Sanic pauses reading while a handler runs
         self.clients[connection.id] = client
         entry_point.new_connection(connection)
-        try:
-            while True:
-                if len(client.tasks) >= self.max_in_flight:
-                    client.room = asyncio.Event()
-                    await client.room.wait()
-                data = await ws.recv()
-                if data is not None:
-                    self._frame(client, data)
-        except ConnectionClosed:
-            pass
-        finally:
-            del self.clients[connection.id]
-            entry_point.remove_connection(connection.id)  # leaves every channel too
+        await client.done
+        return None
 
-    def _frame(self, client: _Client, data: str | bytes) -> None:
+    # -- frames ------------------------------------------------------------------------------
+
+    def on_message(self, client: _Connection, data: bytes) -> None:
         if data == PING:
             client.send(PONG)
             return
@@ -189,10 +264,12 @@ class WebSocketProtocol(Protocol):
             error = errors.get("network.websocket.unexpected_error", f"malformed JSON: {exc}")
             client.send(self._error(error, None))
             return
-        if isinstance(payload, dict) and payload.get("p") == 1 and len(payload) == 1:
+        if type(payload) is dict and payload.get("p") == 1 and len(payload) == 1:
             client.send(PONG)
             return
-        request_id = payload.get("requestId") if isinstance(payload, dict) else None
+        request_id = payload.get("requestId") if type(payload) is dict else None
+        if not isinstance(request_id, str):
+            request_id = None
         if self.closing:
             client.send(self._error(errors.get("core.fatal.service_unavailable",
                                                "the server is shutting down"), request_id))
@@ -200,25 +277,28 @@ class WebSocketProtocol(Protocol):
         try:
             request = entry_point.request(payload, client.connection)
         except errors.GatewayError as exc:
-            client.send(self._error(exc, request_id if isinstance(request_id, str) else None))
+            client.send(self._error(exc, request_id))
             return
         task = asyncio.get_running_loop().create_task(self._run(client, request))
         client.tasks.add(task)
         task.add_done_callback(lambda done: self._done(client, done))
+        if len(client.tasks) >= self.max_in_flight and not client.reading_paused:
+            client.reading_paused = True
+            client.transport.pause_reading()
 
-    @staticmethod
-    def _done(client: _Client, task: asyncio.Task[None]) -> None:
+    def _done(self, client: _Connection, task: asyncio.Task[None]) -> None:
         client.tasks.discard(task)
-        if client.room is not None:
-            client.room.set()
-            client.room = None
+        if client.reading_paused and len(client.tasks) < self.max_in_flight:
+            client.reading_paused = False
+            if not client.closed:
+                client.transport.resume_reading()
 
-    async def _run(self, client: _Client, request: Request) -> None:
+    async def _run(self, client: _Connection, request: Request) -> None:
         entry_point = self.entry_point
         assert entry_point is not None
         envelope = await entry_point.execute(request)
         envelope["room"] = envelope["requestId"]
-        await client.send_now(entry_point.dumps(envelope).decode())
+        client.send(entry_point.dumps(envelope).decode())
 
     def _error(self, error: errors.GatewayError, request_id: str | None) -> str:
         assert self.entry_point is not None
@@ -226,17 +306,17 @@ class WebSocketProtocol(Protocol):
         envelope["room"] = envelope["requestId"]
         return self.entry_point.dumps(envelope).decode()
 
-    def _too_slow(self, client: _Client) -> None:
-        if client.connection.id not in self.clients:
-            return
+    def on_closed(self, client: _Connection) -> None:
+        connection_id = client.connection.id
+        if self.clients.pop(connection_id, None) is not None and self.entry_point is not None:
+            self.entry_point.remove_connection(connection_id)  # leaves every channel too
+
+    def too_slow(self, client: _Connection) -> None:
         self.log.warning("websocket connection %s (%s): disconnected, %d messages waiting: "
                          "the client does not read", client.connection.id,
                          ", ".join(client.connection.ips), len(client.queue))
-        client.queue.clear()
-        client.ws.fail_connection(1011, TOO_SLOW)
-        transport = client.ws.io_proto.transport if client.ws.io_proto else None
-        if transport is not None:
-            transport.abort()
+        client.ws.fail(1011, TOO_SLOW)
+        client.abort()
 
     # -- the protocol contract ---------------------------------------------------------------
 
@@ -245,9 +325,6 @@ class WebSocketProtocol(Protocol):
             self.channels.setdefault(channel, set()).add(connection_id)
 
     def leave_channel(self, channel: str, connection_id: str) -> None:
-        self._leave(channel, connection_id)
-
-    def _leave(self, channel: str, connection_id: str) -> None:
         members = self.channels.get(channel)
         if members is not None:
             members.discard(connection_id)
@@ -278,4 +355,4 @@ class WebSocketProtocol(Protocol):
     def disconnect(self, connection_id: str) -> None:
         client = self.clients.get(connection_id)
         if client is not None:
-            client.ws.fail_connection(1011, "Connection closed by remote host")
+            client.close(1011, "Connection closed by remote host")
