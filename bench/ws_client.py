@@ -4,7 +4,7 @@
 outstanding (a new one is sent for each answer); returns answers per second.
 `hold(port, count)`: opens `count` idle connections (handshake done) and returns the sockets.
 Frames are built by hand (client frames masked with a fixed key, which RFC 6455 allows);
-answers are only counted, never parsed.
+answers are counted and checked for `"status":200`, not parsed.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class _Counter(asyncio.Protocol):
         self.buffer = bytearray()
         self.upgraded = False
         self.answers = 0
+        self.errors = 0  # answers whose status is not 200: the run means nothing then
         self.next = 0
         self.ready = asyncio.get_running_loop().create_future()
 
@@ -67,6 +68,8 @@ class _Counter(asyncio.Protocol):
                 length, start = int.from_bytes(buffer[2:10], "big"), 10
             if len(buffer) < start + length:
                 break
+            if self.running and b'"status":200,' not in buffer[start:start + length]:
+                self.errors += 1
             del buffer[:start + length]
             self.answers += 1
             sent += 1
@@ -99,6 +102,8 @@ async def rate(port: int, in_flight: int, duration: float, payloads: list[bytes]
     elapsed = time.perf_counter() - started
     counter.running = False
     counter.transport.close()
+    if counter.errors:
+        raise RuntimeError(f"{counter.errors} answers were not status 200")
     return done / elapsed
 
 
