@@ -15,7 +15,6 @@ connections. The five other methods are the gateway asking this protocol to deli
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -80,16 +79,10 @@ class NdjsonProtocol:
             writer.close()
 
     def on_line(self, connection: Any, line: bytes) -> None:
-        try:
-            payload = json.loads(line)
-            request = self.entry_point.request(payload, connection)
-        except ValueError as exc:
-            error = self.context.errors.get("api.assert.invalid_body", f"malformed JSON: {exc}")
-            self.send(connection.id, self.error(error, None))
-            return
-        except self.context.errors.GatewayError as exc:
-            self.send(connection.id, self.error(exc, payload.get("requestId")
-                                                if isinstance(payload, dict) else None))
+        try:  # the raw JSON goes through the same input checks as HTTP's
+            request = self.entry_point.request(line, connection)
+        except self.context.errors.GatewayError as exc:  # not JSON, not an object...: 400
+            self.send(connection.id, self.error(exc, None))
             return
         task = asyncio.get_running_loop().create_task(self.execute(connection.id, request))
         self.tasks.add(task)

@@ -1,4 +1,4 @@
-"""The contract every network protocol implements, HTTP aside (SPEC 7.5).
+"""The contract every network protocol implements, HTTP aside.
 
 A protocol is a class with `init(entry_point, context)`, `broadcast(channels, payload)`,
 `notify(channels, connection_id, payload)`, `join_channel(channel, connection_id)`,

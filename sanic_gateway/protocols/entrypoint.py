@@ -1,4 +1,4 @@
-"""What every protocol talks to: its EntryPoint, and the Hub they share (SPEC 7.5).
+"""What every protocol talks to: its EntryPoint, and the Hub they share.
 
 A protocol declares its connections (`new_connection` / `remove_connection`), turns what a
 client sent into a Request (`request(payload, connection)`) and runs it (`execute`): the same
@@ -24,7 +24,7 @@ import types
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .. import errors
+from .. import errors, inputs
 from ..request import ClientConnection, Request, RequestContext, new_request_id
 from .base import LoadedProtocol
 from .http import _stack, dumps
@@ -287,14 +287,22 @@ class EntryPoint(Mapping[str, Any]):
 
     # -- requests ----------------------------------------------------------------------------
 
-    def request(self, payload: Any, connection: ClientConnection) -> Request:
-        """A Request from what a client sent (a decoded JSON object), built as HTTP builds its
-        own. Raises a 400 GatewayError for anything but an object."""
-        if not isinstance(payload, Mapping):
+    def request(self, payload: Any, connection: ClientConnection,
+                raw: bytes | str | None = None) -> Request:
+        """A Request from what a client sent, through the input checks HTTP applies too
+        (JSON, nesting, field types): `payload` is the raw JSON text (bytes or str), or the
+        object a protocol decoded itself (then `raw`, its text, makes the nesting check
+        cheap). Raises a 400 GatewayError."""
+        if isinstance(payload, bytes | bytearray | memoryview | str):
+            data = inputs.parse_request(bytes(payload) if not isinstance(payload, str)
+                                        else payload)
+        elif isinstance(payload, Mapping):
+            data = inputs.check_request(dict(payload))
+            inputs.check_depth(data, "request", raw, inputs.MAX_DEPTH + 1)
+        else:
             raise errors.get("api.assert.invalid_body",
                              f"expected a JSON object, got {type(payload).__name__}")
-        # Shared input checks on raw client data belong here, for every protocol at once.
-        return Request(dict(payload), RequestContext(connection))
+        return Request(data, RequestContext(connection))
 
     def execute(self, request: Request | Mapping[str, Any],
                 callback: Callable[[dict[str, Any]], Any] | None = None,

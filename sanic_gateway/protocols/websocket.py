@@ -1,4 +1,4 @@
-"""WebSocket (SPEC 7.2) on the HTTP port, path `/`, written against the protocol interface only.
+"""WebSocket on the HTTP port, path `/`, written against the protocol interface only.
 
 A frame is a Kuzzle request (JSON with `requestId`, `controller`, `action`, `jwt`, ...); its
 answer is the envelope HTTP would send plus `room` = `requestId`. Requests of one connection
@@ -275,7 +275,7 @@ class WebSocketProtocol(Protocol):
                                                "the server is shutting down"), request_id))
             return
         try:
-            request = entry_point.request(payload, client.connection)
+            request = entry_point.request(payload, client.connection, data)
         except errors.GatewayError as exc:
             client.send(self._error(exc, request_id))
             return
