@@ -242,6 +242,8 @@ async def test_the_example_ndjson_protocol_with_a_plain_socket(serve) -> None:
     assert answer["requestId"] == "n1" and answer["room"] == "n1" and answer["status"] == 200
     await client.send(b"not json\n")
     assert (await client.recv())["status"] == 400
+    await client.send({"controller": "server", "action": 5})
+    assert (await client.recv())["error"]["id"] == "api.assert.invalid_type"
     # the example gateway is closed: anonymous may not create notes, alice may
     await client.send({"controller": "notes/notes", "action": "create", "body": {"text": "t"}})
     assert (await client.recv())["error"]["id"] == "security.rights.unauthorized"

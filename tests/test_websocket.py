@@ -74,6 +74,15 @@ async def test_frames_pings_and_malformed_frames(serve) -> None:
         assert bad["status"] == 400 and bad["error"]["id"] == "network.websocket.unexpected_error"
         await ws.send("[1, 2]")
         assert json.loads(await ws.recv())["status"] == 400
+        # the input checks HTTP applies hold here too
+        typed = await call(ws, controller=["server"], action="now", requestId="t1")
+        assert typed["status"] == 400 and typed["error"]["id"] == "api.assert.invalid_type"
+        deep: Any = 0
+        for _ in range(150):
+            deep = [deep]
+        too_deep = await call(ws, controller="server", action="now", requestId="d1",
+                              body={"x": deep})
+        assert too_deep["status"] == 400 and too_deep["error"]["id"] == "api.assert.too_deep"
         # the connection is still open and serving
         answer = await call(ws, controller="nope", action="nothing", requestId="u1")
         assert answer["status"] == 404 and answer["room"] == "u1"
