@@ -40,7 +40,7 @@ class NdjsonProtocol:
         max_size = context.config["server"]["max_request_size"]
         self.server = await asyncio.start_server(
             self.on_client, config.get("host", "127.0.0.1"), int(config.get("port", 7513)),
-            limit=max_size)
+            limit=max_size, reuse_port=True)  # reuse_port: each worker process listens too
         self.port = self.server.sockets[0].getsockname()[1]
         self.log.info("ndjson protocol listening on port %d", self.port)
 

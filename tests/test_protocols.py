@@ -342,3 +342,34 @@ async def test_http_clients_still_get_plain_get_on_root(serve) -> None:
     assert r.status_code == 200 and r.json()["action"] == "info"
     async with httpx.AsyncClient(base_url=served.url) as other:
         assert (await other.head("/")).status_code == 200
+
+
+async def test_broadcast_reaches_each_protocol_once_with_its_own_channels(serve) -> None:
+    served = await serve(MEMORY + """
+server:
+  protocols:
+    one: {module: tests.plugins.protocols:Recording}
+    two: {module: tests.plugins.protocols:Recording}
+    off: {module: tests.plugins.protocols:Recording, enabled: false}
+""")
+    hub = served.gateway.hub
+    assert set(hub.protocols) == {"one", "two", "websocket"}  # `off` is not loaded
+    one, two = hub.protocols["one"].obj, hub.protocols["two"].obj
+    a, b, c = (ClientConnection(name) for name in ("one", "one", "two"))
+    one.entry_point.new_connection(a)
+    one.entry_point.new_connection(b)
+    two.entry_point.new_connection(c)
+    for connection, channel in ((a, "x"), (b, "x"), (a, "x"), (c, "y"), (b, "y")):
+        assert hub.join_channel(channel, connection.id)
+    one.calls.clear()
+    two.calls.clear()
+    hub.broadcast(["x", "y", "z"], {"n": 1})
+    assert one.calls == [("broadcast", ["x", "y"], {"n": 1})]
+    assert two.calls == [("broadcast", ["y"], {"n": 1})]
+    one.entry_point.remove_connection(b.id)
+    hub.leave_channel("y", c.id)
+    one.calls.clear()
+    two.calls.clear()
+    hub.broadcast(["x", "y"], {"n": 2})
+    assert one.calls == [("broadcast", ["x"], {"n": 2})] and two.calls == []
+    assert hub.members("x") == {a.id} and hub.members("y") == frozenset()

@@ -55,6 +55,8 @@ class Hub:
         self.connections: dict[str, ClientConnection] = {}
         self.owners: dict[str, str] = {}  # connection id -> protocol name
         self.channels: dict[str, set[str]] = {}  # channel -> connection ids
+        # channel -> {protocol: members of that protocol}: a broadcast costs O(protocols)
+        self.channel_owners: dict[str, dict[str, int]] = {}
         self.memberships: dict[str, set[str]] = {}  # connection id -> channels
         self.tokens: dict[str, tuple[str, asyncio.TimerHandle]] = {}
         self.node = f"{socket.gethostname()}/{id(self)}"
@@ -138,7 +140,11 @@ class Hub:
         protocol = self._owner(connection_id)
         if protocol is None:
             return False
-        self.channels.setdefault(channel, set()).add(connection_id)
+        members = self.channels.setdefault(channel, set())
+        if connection_id not in members:
+            members.add(connection_id)
+            owners = self.channel_owners.setdefault(channel, {})
+            owners[protocol.name] = owners.get(protocol.name, 0) + 1
         self.memberships.setdefault(connection_id, set()).add(channel)
         self._call(protocol, "join_channel", (channel, connection_id),
                    {"channel": channel, "connectionId": connection_id})
@@ -152,12 +158,21 @@ class Hub:
         self._drop_member(channel, connection_id)
 
     def _drop_member(self, channel: str, connection_id: str) -> None:
+        protocol = self._owner(connection_id)
         members = self.channels.get(channel)
-        if members is not None:
+        if members is not None and connection_id in members:
             members.discard(connection_id)
             if not members:
                 del self.channels[channel]
-        protocol = self._owner(connection_id)
+            owners = self.channel_owners.get(channel)
+            if owners is not None and protocol is not None:
+                left = owners.get(protocol.name, 0) - 1
+                if left > 0:
+                    owners[protocol.name] = left
+                else:
+                    owners.pop(protocol.name, None)
+                if not owners:
+                    del self.channel_owners[channel]
         if protocol is not None:
             self._call(protocol, "leave_channel", (channel, connection_id),
                        {"channel": channel, "connectionId": connection_id})
@@ -184,12 +199,8 @@ class Hub:
         with the channels it has listeners on."""
         by_protocol: dict[str, list[str]] = {}
         for channel in channels:
-            seen = set()
-            for connection_id in self.channels.get(channel, ()):
-                owner = self.owners.get(connection_id)
-                if owner is not None and owner not in seen:
-                    seen.add(owner)
-                    by_protocol.setdefault(owner, []).append(channel)
+            for owner in self.channel_owners.get(channel, ()):
+                by_protocol.setdefault(owner, []).append(channel)
         for name, subset in by_protocol.items():
             self._call(self.protocols[name], "broadcast", (subset, payload),
                        {"channels": subset, "payload": payload})
