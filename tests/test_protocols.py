@@ -350,10 +350,10 @@ server:
   protocols:
     one: {module: tests.plugins.protocols:Recording}
     two: {module: tests.plugins.protocols:Recording}
-    off: {module: tests.plugins.protocols:Recording, enabled: false}
+    unused: {module: tests.plugins.protocols:Recording, enabled: false}
 """)
     hub = served.gateway.hub
-    assert set(hub.protocols) == {"one", "two", "websocket"}  # `off` is not loaded
+    assert set(hub.protocols) == {"one", "two", "websocket"}  # `unused` is not loaded
     one, two = hub.protocols["one"].obj, hub.protocols["two"].obj
     a, b, c = (ClientConnection(name) for name in ("one", "one", "two"))
     one.entry_point.new_connection(a)
