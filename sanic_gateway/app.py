@@ -31,7 +31,7 @@ def create_app(gateway: Gateway, name: str | None = None) -> Sanic:
     app.config.AUTO_EXTEND = False
     app.ctx.gateway = gateway
     app.ctx.start_error = None
-    upgrades = {}  # protocols served on the HTTP port: path -> handler(request, websocket)
+    upgrades = {}  # protocols served on the HTTP port (WebSocket): path -> upgrade(request)
     for name, protocol in gateway.hub.protocols.items():
         http_upgrades = getattr(protocol.obj, "http_upgrades", None)
         if callable(http_upgrades):
