@@ -276,6 +276,10 @@ class EntryPoint(Mapping[str, Any]):
         self.name = name
         self.config: dict[str, Any] = config
 
+    # identity, not the mapping's content, makes two entry points equal
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
     # the 1.x `init(config, context)` form reads its config from the first argument
     def __getitem__(self, key: str) -> Any:
         return self.config[key]

@@ -37,6 +37,11 @@ from .base import Protocol
 from .entrypoint import EntryPoint
 
 log = logging.getLogger("sanic_gateway.protocols.websocket")
+# The websockets library logs every frame at DEBUG: frames carry tokens and passwords, so its
+# logger stays at WARNING whatever the root level (--dev included); it also says "connection
+# open" at INFO for every client.
+_frames_log = logging.getLogger("sanic_gateway.protocols.websocket.frames")
+_frames_log.setLevel(logging.WARNING)
 
 PING = b'{"p":1}'
 PONG = '{"p":2}'
@@ -62,6 +67,7 @@ class _Connection(asyncio.Protocol):
         self.fragments: list[bytes] = []
         self.tasks: set[asyncio.Task[None]] = set()
         self.reading_paused = False
+        self.backlog: collections.deque[bytes] = collections.deque()
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     # -- asyncio.Protocol --------------------------------------------------------------------
@@ -74,17 +80,24 @@ class _Connection(asyncio.Protocol):
             opcode = frame.opcode
             if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
                 if frame.fin:
-                    self.owner.on_message(self, frame.data)
+                    self._message(frame.data)
                 else:
                     self.fragments = [frame.data]
             elif opcode is Opcode.CONT:
                 self.fragments.append(frame.data)
                 if frame.fin:
                     message, self.fragments = b"".join(self.fragments), []
-                    self.owner.on_message(self, message)
+                    self._message(message)
             elif opcode is Opcode.PONG:
                 self.pinged = False
         self._flush_protocol()
+
+    def _message(self, data: bytes) -> None:
+        # at max_in_flight, reading is paused; what one read already brought waits here
+        if self.reading_paused or self.backlog:
+            self.backlog.append(data)
+        else:
+            self.owner.on_message(self, data)
 
     def pause_writing(self) -> None:
         self.paused = True
@@ -233,7 +246,7 @@ class WebSocketProtocol(Protocol):
         if entry_point is None or self.closing:
             return HTTPResponse(b"server shutting down", status=503)
         # state OPEN: Sanic parsed the HTTP request; the protocol parses frames from now on
-        ws = ServerProtocol(max_size=self.max_size, logger=log, state=State.OPEN)
+        ws = ServerProtocol(max_size=self.max_size, logger=_frames_log, state=State.OPEN)
         handshake = ws.accept(HandshakeRequest(request.path, Headers(request.headers.items())))
         if handshake.status_code != 101:
             return HTTPResponse(handshake.body, status=handshake.status_code,
@@ -288,10 +301,14 @@ class WebSocketProtocol(Protocol):
 
     def _done(self, client: _Connection, task: asyncio.Task[None]) -> None:
         client.tasks.discard(task)
-        if client.reading_paused and len(client.tasks) < self.max_in_flight:
-            client.reading_paused = False
-            if not client.closed:
-                client.transport.resume_reading()
+        if not client.reading_paused or client.closed:
+            return
+        client.reading_paused = False
+        backlog = client.backlog
+        while backlog and not client.reading_paused:
+            self.on_message(client, backlog.popleft())
+        if not client.reading_paused:
+            client.transport.resume_reading()
 
     async def _run(self, client: _Connection, request: Request) -> None:
         entry_point = self.entry_point
