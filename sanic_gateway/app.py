@@ -24,13 +24,19 @@ def create_app(gateway: Gateway, name: str | None = None) -> Sanic:
     server = gateway.config.data["server"]
     limits = gateway.config.data["limits"]
     app.config.REQUEST_MAX_SIZE = server["max_request_size"]
+    app.config.WEBSOCKET_MAX_SIZE = server["max_request_size"]
     app.config.RESPONSE_TIMEOUT = limits.get("request_timeout", 60.0)
     app.config.ACCESS_LOG = gateway.dev
     app.config.MOTD = False
     app.config.AUTO_EXTEND = False
     app.ctx.gateway = gateway
     app.ctx.start_error = None
-    adapter.install(app)
+    upgrades = {}  # protocols served on the HTTP port (WebSocket): path -> upgrade(request)
+    for name, protocol in gateway.hub.protocols.items():
+        http_upgrades = getattr(protocol.obj, "http_upgrades", None)
+        if callable(http_upgrades):
+            upgrades.update(http_upgrades(app, gateway.hub.entry_points[name]))
+    adapter.install(app, enabled=server["protocols"]["http"]["enabled"], upgrades=upgrades)
 
     @app.before_server_start
     async def start_plugins(app: Sanic) -> None:
@@ -41,6 +47,10 @@ def create_app(gateway: Gateway, name: str | None = None) -> Sanic:
             log.error("%s", exc, exc_info=exc.__cause__ if gateway.dev else None)
             app.stop()
             raise
+
+    @app.before_server_stop
+    async def stop_protocols(app: Sanic) -> None:
+        await gateway.stop_protocols()
 
     @app.after_server_stop
     async def stop_plugins(app: Sanic) -> None:

@@ -23,6 +23,8 @@ from .events import EventBus, Listener, as_async
 from .funnel import Funnel
 from .plugins import GatewayPluginManager, LoadedPlugin, PluginContext, load_plugins
 from .plugins.functions import FunctionError, resolve
+from .protocols.entrypoint import Hub, ProtocolStartError
+from .protocols.loader import load_protocols
 from .security import OpenPolicy
 from .security.declared import closed_warnings
 from .security.service import Security
@@ -66,6 +68,7 @@ class Gateway:
         self.plugin_strategies: list[tuple[str, str, list[str], dict[str, Any]]] = []
         self.storage: Storage | None = None  # opened by start()
         self.security: Security | None = None
+        self.hub = Hub(self)  # protocols other than HTTP, their connections and channels
         self.warnings: list[ConfigIssue] = []  # what `check` prints besides its summary
 
     # -- build -------------------------------------------------------------------------------
@@ -83,6 +86,8 @@ class Gateway:
                 gateway.api.add(controller)
         for plugin in load_plugins(config, issues):
             gateway._add_plugin(plugin, issues)
+        for protocol in load_protocols(config, issues):
+            gateway.hub.add(protocol)
         if issues:
             raise ConfigError(issues)
         gateway.warnings = closed_warnings(config.data, gateway.plugin_controllers(),
@@ -213,7 +218,12 @@ class Gateway:
                 issue = self.config.issue(getattr(exc, "declared", ("security",)), exc.message)
                 raise StartError(str(issue)) from exc
             await self.security.warn_if_open(self.plugin_controllers())
+            try:
+                await self.hub.start()
+            except ProtocolStartError as exc:
+                raise StartError(str(exc)) from exc.__cause__
         except BaseException:
+            await self.hub.stop()
             await self.storage.close()
             self.storage = None
             raise
@@ -239,7 +249,13 @@ class Gateway:
             except Exception as exc:
                 raise PluginStartError(name, exc) from exc
 
+    async def stop_protocols(self) -> None:
+        """Protocols stop first (answering requests in flight), when the server starts
+        stopping; idempotent, so stop() calls it too."""
+        await self.hub.stop()
+
     async def stop(self) -> None:
+        await self.stop_protocols()
         if self.started:
             try:
                 await self.bus.trigger("core:shutdown", None)
@@ -279,6 +295,9 @@ class Gateway:
                       for name, spec in self.config.data["auth"]["strategies"].items()]
         strategies += [f"{name} (plugin {plugin})"
                        for plugin, name, _, _ in self.plugin_strategies]
+        protocols = ["http"] if self.config.data["server"]["protocols"]["http"]["enabled"] else []
+        protocols += [f"{name} [{p.source}]" for name, p in self.hub.protocols.items()]
+        lines.append(f"protocols ({len(protocols)}): {', '.join(protocols) or '-'}")
         lines.append(f"strategies ({len(strategies)}): {', '.join(strategies) or '-'}")
         routes = [(r, a) for a in self.api.actions() if a.plugin for r in a.http]
         lines.append(f"routes ({len(routes)}):")

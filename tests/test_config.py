@@ -55,7 +55,8 @@ def test_an_empty_file_is_all_defaults(tmp_path: Path, text: str) -> None:
             "max_request_size": 1048576,
             "protocols": {
                 "http": {"enabled": True},
-                "websocket": {"enabled": True, "idle_timeout": 60.0},
+                "websocket": {"enabled": True, "idle_timeout": 60.0, "send_queue": 50,
+                              "max_in_flight": 100},
                 "mqtt": {"enabled": False, "port": 1883, "allow_pubsub": False},
             },
         },
@@ -550,8 +551,8 @@ def test_custom_protocol_needs_one_source(tmp_path: Path) -> None:
             both: {module: a.b, path: c}
         """) == [
         "gateway.yaml:3: server.protocols.htp: unknown protocol 'htp': a custom protocol needs "
-        "'module' or 'path' (did you mean 'http'?)",
-        "gateway.yaml:4: server.protocols.both: give only one of 'module' or 'path' "
+        "'module', 'path' or 'entry_point' (did you mean 'http'?)",
+        "gateway.yaml:4: server.protocols.both: give only one of 'module', 'path' or 'entry_point' "
         "(found 'module' and 'path')",
     ]
 

@@ -57,7 +57,9 @@ BUILTIN_PROTOCOLS = ("http", "websocket", "mqtt")
 PROTOCOLS: dict[str, Rules] = {
     "http": _mapping({"enabled": _boolean(True)}, default={}),
     "websocket": _mapping(
-        {"enabled": _boolean(True), "idle_timeout": _duration(60.0)}, default={}),
+        {"enabled": _boolean(True), "idle_timeout": _duration(60.0),
+         "send_queue": {"type": "integer", "min": 1, "default": 50},
+         "max_in_flight": {"type": "integer", "min": 1, "default": 100}}, default={}),
     "mqtt": _mapping(
         {"enabled": _boolean(False), "port": _port(1883), "allow_pubsub": _boolean(False)},
         default={}),
@@ -65,7 +67,8 @@ PROTOCOLS: dict[str, Rules] = {
 
 # Any other name under server.protocols is a custom protocol; its other options are its own.
 CUSTOM_PROTOCOL = _mapping(
-    {"module": _string(), "path": _string(), "enabled": _boolean(True)}, allow_unknown=True)
+    {"module": _string(), "path": _string(), "entry_point": _string(), "enabled": _boolean(True)},
+    allow_unknown=True)
 
 SERVER = _mapping(
     {

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
+from ..protocols.entrypoint import Channels
 from ..request import ClientConnection, Request, RequestContext
 from ..security.strategies import strategy_from_callables
 from ..storage import Repository
@@ -34,6 +35,8 @@ class Accessors:
         self.storage = PluginStorage(gateway, plugin)
         self.strategies = PluginStrategies(gateway, plugin)
         self.subscription = None  # register/unregister: comes with realtime
+        # join_channel / leave_channel / notify / broadcast on any protocol's connections
+        self.channels = Channels(gateway.hub)
 
     async def execute(self, request: Request | Mapping[str, Any]) -> Request:
         """Run an API request through the whole funnel, events included; return the Request

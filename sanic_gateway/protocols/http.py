@@ -7,11 +7,13 @@ its controller and action. The per-request work is parsing, one `funnel.execute`
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import re
 import traceback
 import types
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -70,21 +72,33 @@ class HttpAdapter:
         self.connection_events = (gateway.bus.has_listeners("connection:new")
                                   or gateway.bus.has_listeners("connection:remove"))
 
-    def install(self, app: Sanic) -> None:
+    def install(self, app: Sanic, *, enabled: bool = True,
+                upgrades: dict[str, Upgrade] | None = None) -> None:
+        """Kuzzle's routes (unless `server.protocols.http.enabled` is false), and the paths
+        where another protocol takes WebSocket upgrades (`/` for WebSocket: a plain GET there
+        still gets the HTTP route)."""
+        upgrades = dict(upgrades or {})
         names = itertools.count()
-        for action in self.gateway.api.actions():
+        for action in self.gateway.api.actions() if enabled else ():
             for route in action.http:
                 methods = {route.verb.upper()}
+                handler = self._handler(action.controller, action.name)
                 if route.verb == "get":
                     methods.add("HEAD")
+                    if route.path in upgrades:
+                        handler = _upgrading(upgrades.pop(route.path), handler)
                 app.add_route(
-                    self._handler(action.controller, action.name),
+                    handler,
                     _PARAM.sub(r"<\1>", route.path),
                     methods=methods,
                     name=f"r{next(names)}_{re.sub(r'[^A-Za-z0-9_]', '_', action.controller)}",
                     unquote=True,
                 )
-        app.add_route(self.query, "/_query", methods={"POST"}, name="query")
+        if enabled:
+            app.add_route(self.query, "/_query", methods={"POST"}, name="query")
+        for path, upgrade in upgrades.items():
+            app.add_route(_upgrading(upgrade, None), path, methods={"GET"},
+                          name=f"upgrade{next(names)}")
 
     def _handler(self, controller: str, action: str) -> Any:
         async def handle(request: SanicRequest, **params: str) -> HTTPResponse:
@@ -180,6 +194,27 @@ class HttpAdapter:
         }
         return HTTPResponse(dumps(envelope), status=error.status,
                             headers={"X-Kuzzle-Request-Id": request_id}, content_type=_JSON)
+
+
+Upgrade = Callable[[SanicRequest], Awaitable[HTTPResponse | None]]
+
+
+def _upgrading(on_upgrade: Upgrade, plain: Callable[..., Awaitable[HTTPResponse]] | None,
+               ) -> Callable[..., Awaitable[HTTPResponse | None]]:
+    """A GET handler handing WebSocket upgrades to `on_upgrade(request)` (it serves the socket
+    until it closes, then returns None; or returns a refusal) and any other request to `plain`
+    (404 without one)."""
+    async def handle(request: SanicRequest, **params: str) -> HTTPResponse | None:
+        if request.headers.get("upgrade", "").lower() != "websocket":
+            if plain is None:
+                raise NotFound(request.path)
+            return await plain(request, **params)
+        try:
+            return await on_upgrade(request)
+        except asyncio.CancelledError:  # the socket went away: nothing left to answer
+            return None
+    handle.is_websocket = True  # type: ignore[attr-defined]  # Sanic: None is a valid outcome
+    return handle
 
 
 def _header_safe(value: str) -> bool:
