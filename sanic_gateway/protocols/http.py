@@ -28,7 +28,9 @@ from sanic.exceptions import (
     ServiceUnavailable,
 )
 from sanic.handlers import ErrorHandler
-from sanic.response import HTTPResponse
+from sanic.helpers import has_message_body
+from sanic.response import HTTPResponse as SanicResponse
+from sanic.response.types import HEADER_TRANSLATION_TABLE
 
 from .. import errors, inputs
 from ..request import ClientConnection, Request, RequestContext, new_request_id
@@ -59,6 +61,30 @@ def dumps(value: Any) -> bytes:
 def _stack(error: BaseException) -> str:
     cause = error.__cause__ or error
     return "".join(traceback.format_exception(cause))
+
+
+def _clean(text: str) -> str:
+    """What Sanic's own header sanitizing gives (CR, LF and NUL removed), without its
+    per-character translation when there is nothing to remove: the common case."""
+    if "\r" in text or "\n" in text or "\x00" in text:
+        return text.translate(HEADER_TRANSLATION_TABLE)
+    return text
+
+
+class HTTPResponse(SanicResponse):
+    """Sanic's response with a cheaper header encoding: Sanic translates every header name and
+    value character by character (about 1 µs each, some 5 µs a response, the largest piece of
+    Python work in its response path); here only the values that need it are, with the same
+    result."""
+
+    __slots__ = ()
+
+    @property
+    def processed_headers(self) -> list[tuple[bytes, bytes]]:
+        if has_message_body(self.status):
+            self.headers.setdefault("content-type", self.content_type)
+        return [(_clean(name).encode("ascii"), _clean(f"{value}").encode(errors="surrogateescape"))
+                for name, value in self.headers.items()]
 
 
 class HttpAdapter:
