@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -68,9 +69,11 @@ def create_app(gateway: Gateway, name: str | None = None) -> Sanic:
 
     @app.after_server_start
     async def ready(app: Sanic) -> None:
+        if app.ctx.url is None:  # not run by serve(): embedded, or in tests
+            return
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            app.loop.add_signal_handler(signal.SIGHUP, sighup)  # fails off the main thread
-        if app.ctx.summary and app.ctx.url:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, sighup)
+        if app.ctx.summary:
             log.info("%s", summary(gateway, app.ctx.url, 1))
         if app.ctx.on_ready is not None:
             app.ctx.on_ready()

@@ -26,7 +26,7 @@ _SHAPES = (
     # a JWT (or its first segments): base64url of `{"` followed by more segments
     (re.compile(r"eyJ[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*){0,2}"), "eyJ" + MASK),
     # PHC strings: $argon2id$v=19$m=...,t=...,p=...$salt$hash (bcrypt/scrypt alike)
-    (re.compile(r"\$(?:argon2(?:id|i|d)|2[abxy]?|scrypt|pbkdf2[-\w]*)\$[^\s'\",}\]]+"),
+    (re.compile(r"\$(?:argon2(?:id|i|d)|2[abxy]?|scrypt|pbkdf2[-\w]*)\$[^\s'\"}\]]+"),
      "$" + MASK),
     # "password": "...", secret=..., client_secret: '...', access_token ... as key and value
     (re.compile(r"""(?ix)

@@ -84,9 +84,28 @@ def test_malformed_yaml_and_missing_variable(tmp_path):
 
 
 def test_missing_config_file(tmp_path):
-    done = cli("check", "--config", "nope.yaml", cwd=tmp_path)
+    for command in ("check", "run"):
+        done = cli(command, "--config", "nope.yaml", cwd=tmp_path)
+        assert done.returncode == 2
+        assert done.stderr == (f"nope.yaml: file not found (looked for {tmp_path / 'nope.yaml'})"
+                               "; pass --config PATH\n")
+
+
+def test_command_line_conventions(tmp_path):
+    done = cli(cwd=tmp_path)  # no arguments: the help, as a usage error
     assert done.returncode == 2
-    assert "nope.yaml" in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.startswith("usage: sanic-gateway") and "run" in done.stderr
+    assert "Exit codes:" in done.stderr
+    for flag in ("-V", "--version"):
+        done = cli(flag, cwd=tmp_path)
+        assert done.returncode == 0 and done.stdout.startswith("sanic-gateway 0."), done
+    for command in ("run", "check"):
+        done = cli(command, "--help", cwd=tmp_path)
+        assert done.returncode == 0
+        description = done.stdout.split("\n\n")[1]
+        assert description and not description.startswith("options"), done.stdout
+    done = cli("serve", cwd=tmp_path)
+    assert done.returncode == 2 and "invalid choice: 'serve'" in done.stderr
 
 
 def test_entry_point_plugins_load_only_when_named(tmp_path):
@@ -200,7 +219,7 @@ def test_run_names_a_bad_declared_security_entry(tmp_path):
         "security:\n  profiles:\n    readers: {policies: [{roleId: nope}]}\n")
     proc = subprocess.run([SCRIPT, "run", "--port", str(free_port())], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a config error, as `check` would say
     output = proc.stdout + proc.stderr
     assert 'gateway.yaml:3: security.profiles.readers: Role "nope" not found.' in output
     assert "Traceback" not in output
