@@ -452,3 +452,22 @@ def test_max_connections_refuses_extra_connections(tmp_path):
             s.close()
         out = stop(proc)
     assert "server.max_connections (3) reached: 1 connection(s) refused" in out
+
+
+def test_no_production_mode_advice_on_a_terminal(tmp_path):
+    import pty
+
+    (tmp_path / "gateway.yaml").write_text('storage: "sqlite:///:memory:"\n')
+    primary, secondary = pty.openpty()  # Sanic gives its advice only when stdout is a tty
+    port = free_port()
+    try:
+        proc = subprocess.Popen([SCRIPT, "run", "--dev", "--port", str(port)], cwd=tmp_path,
+                                stdout=secondary, stderr=subprocess.PIPE, text=True)
+        wait_for(f"http://127.0.0.1:{port}/_now", proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert "serving" in err
+    assert "PRODUCTION" not in err and "--debug" not in err, err
