@@ -58,3 +58,9 @@ async def test_an_oauth_provider_failure_names_the_strategy_and_url(serve, caplo
     assert answer.json()["error"]["id"] == "security.oauth.provider_unavailable"
     lines = [r.getMessage() for r in caplog.records if r.name == "sanic_gateway.oauth"]
     assert len(lines) == 1 and "oauth down: provider unavailable at " + closed in lines[0]
+
+
+async def test_the_stored_jwt_key_is_redacted_once_started(serve):
+    served = await serve('storage: "sqlite:///:memory:"\n')
+    key = served.gateway.security.tokens._key.raw_value.decode()
+    assert logs.redact(f"the key: {key}!") == "the key: [redacted]!"
