@@ -11,7 +11,6 @@ SIGTERM or SIGINT stop every worker gracefully; SIGHUP is logged and ignored.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -63,7 +62,6 @@ class Supervisor:
     def _work(self, number: int, ready_w: int) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # Sanic installs its own handlers
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        _stop_with_parent()
         from .app import serve
 
         quiet = DropWarnings()
@@ -128,12 +126,3 @@ class Supervisor:
                 code = exit_code
         return code
 
-
-def _stop_with_parent() -> None:
-    """Linux: SIGTERM this worker if the supervisor dies (even by SIGKILL), so that no
-    orphan keeps serving an old configuration."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        if os.getppid() == 1:  # the parent was already gone
-            os.kill(os.getpid(), signal.SIGTERM)

@@ -472,21 +472,3 @@ def test_no_production_mode_advice_on_a_terminal(tmp_path):
     assert "serving" in err
     assert "PRODUCTION" not in err and "--debug" not in err, err
 
-
-def test_workers_stop_when_the_supervisor_is_killed(tmp_path):
-    (tmp_path / "gateway.yaml").write_text('storage: "sqlite:///:memory:"\n')
-    proc, _ = start(tmp_path, "--workers", "2")
-    seen: list[str] = []
-    while sum("Worker ready" in x for x in seen) < 2:
-        seen.append(proc.stdout.readline())
-        assert seen[-1], seen
-    pids = [int(m) for x in seen for m in re.findall(r"Worker ready \[(\d+)\]", x)]
-    proc.kill()
-    proc.wait(timeout=10)
-    deadline = time.monotonic() + 20  # generous: a worker stops gracefully
-    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    alive = [pid for pid in pids if Path(f"/proc/{pid}").exists()
-             and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]]
-    assert not alive  # no orphan keeps serving
-    proc.stdout.close()
