@@ -198,7 +198,10 @@ class Gateway:
         users (their credentials may be of a plugin strategy), then fire core:gatewayStart.
         Raises StartError (PluginStartError naming a plugin that failed); nothing stays open
         then."""
-        self.storage = await open_storage(self.storage_url())
+        try:
+            self.storage = await open_storage(self.storage_url())
+        except Exception as exc:
+            raise StorageStartError(self.config.data["storage"], exc) from exc
         try:
             auth = self.pm.get_plugin("core:auth")
             self.security = Security(self.storage, self.config.data, issue=auth.issue_for)
@@ -316,3 +319,19 @@ class PluginStartError(StartError):
     def __init__(self, plugin: str, cause: BaseException) -> None:
         super().__init__(f"plugin {plugin!r}: init failed: {type(cause).__name__}: {cause}")
         self.plugin = plugin
+
+
+class StorageStartError(StartError):
+    """`storage:` cannot be opened (a missing folder, a database that refuses us)."""
+
+    def __init__(self, url: str, cause: BaseException) -> None:
+        reason = getattr(cause, "message", None) or f"{type(cause).__name__}: {cause}"
+        super().__init__(f"storage {_without_password(url)}: cannot open it: {reason}")
+
+
+def _without_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if at and ":" in userinfo:
+        return f"{scheme}{sep}{userinfo.partition(':')[0]}:***@{host}"
+    return url

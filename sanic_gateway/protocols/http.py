@@ -24,6 +24,7 @@ from sanic.exceptions import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestCancelled,
     SanicException,
     ServiceUnavailable,
 )
@@ -286,6 +287,10 @@ class GatewayErrorHandler(ErrorHandler):
     def default(self, request: SanicRequest, exception: Exception) -> HTTPResponse:
         request_id = request.headers.get("x-kuzzle-request-id") if request else None
         path = request.path if request else "?"
+        if isinstance(exception, RequestCancelled):  # nobody left to answer: not our error
+            log.debug("%s %s: client disconnected before the response",
+                      request.method if request else "?", path)
+            return HTTPResponse(status=499)
         if isinstance(exception, NotFound | MethodNotAllowed):
             method = request.method if request else "?"
             error = errors.get("network.http.url_not_found", f"{method} {path}")
