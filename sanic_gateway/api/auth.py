@@ -151,31 +151,15 @@ class AuthController(CoreController):
 
     async def logout(self, request: Request) -> dict[str, Any]:
         tokens = self.security.tokens
-        if flag(request.input.args.get("cookieAuth")):
-            # as Kuzzle: no authentication needed to drop the cookie; its token is revoked
-            await self._revoke_cookie_token(request)
-            request.response.set_header("Set-Cookie", cookies.clear_cookie(request))
-            user = request.context.user
-            if user is None or user._id == ANONYMOUS._id:
-                return {"acknowledged": True}
         user = current_user(request)
+        if flag(request.input.args.get("cookieAuth")):
+            request.response.set_header("Set-Cookie", cookies.clear_cookie(request))
         if flag(request.input.args.get("global")):
             await tokens.revoke_all(user._id, keep_api_keys=True)
         token = request.context.token
         if token is not None and token.type != API_KEY:  # an API key is deleted, not logged out
             await tokens.revoke(token)
         return {"acknowledged": True}
-
-    async def _revoke_cookie_token(self, request: Request) -> None:
-        encoded = request.input.args.get(COOKIE_ARG)
-        if not isinstance(encoded, str) or not encoded:
-            return
-        try:
-            token = await self.security.tokens.verify(encoded)
-        except errors.GatewayError:
-            return
-        if token.type != API_KEY:
-            await self.security.tokens.revoke(token)
 
     async def check_token(self, request: Request) -> dict[str, Any]:
         args = request.input.args

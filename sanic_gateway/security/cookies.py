@@ -16,11 +16,12 @@ from typing import Any
 from ..request import ClientConnection, Request
 
 COOKIE = "authToken"
-# the argument the HTTP protocol puts the cookie's token in for auth:login, checkToken and
-# logout with cookieAuth: those never authenticate with it (an expired cookie must not
-# prevent a login), but checkToken checks it and logout revokes it
+# the argument the HTTP protocol puts the cookie's token in for auth:login and checkToken with
+# cookieAuth: those do not authenticate with it (an expired cookie must not prevent a login),
+# checkToken checks it. (Kuzzle skips logout's too, then cannot revoke the token; here logout
+# authenticates with the cookie, revokes its token and clears it.)
 COOKIE_ARG = "_authCookie"
-SKIP_VERIFICATION = frozenset(("login", "checkToken", "logout"))
+SKIP_VERIFICATION = frozenset(("login", "checkToken"))
 
 
 def auth_cookie(header: str) -> str | None:
@@ -37,7 +38,7 @@ def auth_cookie(header: str) -> str | None:
 
 
 def skips_verification(data: dict[str, Any]) -> bool:
-    """auth:login/checkToken/logout with cookieAuth: the cookie is theirs, not the caller's."""
+    """auth:login/checkToken with cookieAuth: the cookie is theirs, not the caller's."""
     return (data.get("controller") == "auth" and data.get("action") in SKIP_VERIFICATION
             and data.get("cookieAuth") in (True, "true", "1", 1))
 
