@@ -6,13 +6,25 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 
 from sanic_gateway.security.apikeys import APIKEYS, es_matcher, koncorde_matcher
-from tests.security_helpers import bearer, closed_yaml, denied, login, payload_of, query
+from tests.security_helpers import (
+    SECRET,
+    bearer,
+    closed_yaml,
+    denied,
+    login,
+    payload_of,
+    query,
+)
 from tests.test_security import storage_line  # noqa: F401  (fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def test_create_use_search_delete_own_key(storage_line, serve):  # noqa: F811
@@ -274,6 +286,14 @@ async def test_keys_are_listed_in_the_public_api(serve):
         "/users/:userId/api-keys/_search")
     for action in ("createToken", "checkRights", "searchApiKeys"):
         assert action in routes["auth"]
+    admin = bearer(await login(served.client, "admin", "admin-password"))
+    paths = (await served.client.get("/_openapi", headers=admin)).json()["paths"]
+    assert paths["/api-keys/{_id}"]["delete"]["summary"] == "auth:deleteApiKey"
+    assert paths["/users/{userId}/api-keys/_create"]["post"]["summary"] == (
+        "security:createApiKey")
+    for path in ("/_createToken", "/_checkRights", "/_getConfig", "/_capabilities",
+                 "/_metrics"):
+        assert path in paths, path
 
 
 @pytest.mark.parametrize("expires", ["-1", None])
@@ -288,3 +308,45 @@ async def test_keys_ignore_the_login_token_max_ttl(serve, expires):
                           json={"description": "long"})
     assert r.status_code == 200, r.text
     assert r.json()["result"]["_source"]["expiresAt"] == -1
+
+
+SDK_SCENARIO = ROOT / "tests" / "kuzzle_sdk" / "auth_scenario.js"
+
+
+@pytest.mark.skipif(shutil.which("node") is None or not (ROOT / "node_modules" / "kuzzle-sdk")
+                    .is_dir(), reason="needs node and `npm ci` (kuzzle-sdk)")
+async def test_with_kuzzles_sdk(serve):
+    """Kuzzle's JS SDK (HTTP): auth and security API keys, checkRights, createToken, the
+    query-string login of its generic `query`, server info/capabilities/getConfig."""
+    yaml_text = closed_yaml().replace(
+        "server: {actions: {now: true}}", "server: {actions: {now: true, publicApi: true}}")
+    served = await serve(yaml_text)
+    port = served.url.rsplit(":", 1)[1]
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(SDK_SCENARIO), port, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    steps = {entry["step"]: entry for entry in map(json.loads, out.decode().splitlines())}
+    assert "connect" in steps and steps["connect"]["ok"], (steps, err.decode())
+    ok = {name: entry["value"] for name, entry in steps.items() if entry["ok"]}
+    failed = {name: entry["error"] for name, entry in steps.items() if not entry["ok"]}
+    assert failed.pop("anonymous createApiKey")["id"] == "security.rights.unauthorized"
+    assert failed.pop("checkRights missing")["id"] == "api.assert.missing_argument"
+    assert failed.pop("reuse single token")["id"] == "security.token.invalid"
+    assert failed.pop("deleteApiKey unknown")["id"] == "services.storage.not_found"
+    assert failed.pop("use deleted key")["id"] == "security.token.invalid"
+    assert failed.pop("security createApiKey unknown user")["id"] == "security.user.not_found"
+    assert not failed, failed
+    assert ok["query login"] == "string"
+    assert ok["createApiKey"] == {"_id": "sdk-key", "userId": "alice", "expiresAt": -1,
+                                  "token": "string"}
+    assert ok["searchApiKeys"] == {"total": 1, "ids": ["sdk-key"], "tokens": 0}
+    assert ok["searchApiKeys koncorde"] == 1
+    assert ok["checkRights allowed"] is True and ok["checkRights denied"] is False
+    assert ok["createToken"] is True and ok["use single token"] == "alice"
+    assert ok["use api key"] == "alice" and ok["checkToken api key"] is True
+    assert ok["security createApiKey"] == "alice"
+    assert ok["security searchApiKeys"] == ["adm"]
+    assert ok["server info"] == {"version": "string", "python": "string", "storage": "green"}
+    assert ok["server capabilities"] == 100
+    assert SECRET not in ok["server getConfig"] and "password" not in ok["server getConfig"]
