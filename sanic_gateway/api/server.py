@@ -40,7 +40,9 @@ class ServerController(CoreController):
     async def health_check(self, request: Request) -> dict[str, Any]:
         """Each service's status (`services`: a comma-separated subset); 503 if one is red."""
         wanted = request.input.args.get("services")
-        names = None if not isinstance(wanted, str) else {n.strip() for n in wanted.split(",")}
+        if isinstance(wanted, str):
+            wanted = wanted.split(",")
+        names = ({str(n).strip() for n in wanted} if isinstance(wanted, list) else None)
         services = {}
         if names is None or "storageEngine" in names:
             services["storageEngine"] = await serverinfo.storage_status(self.gateway.storage)

@@ -10,7 +10,6 @@ proxy in front), which Kuzzle does not add.
 from __future__ import annotations
 
 from email.utils import formatdate
-from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 from ..request import ClientConnection, Request
@@ -28,13 +27,12 @@ def auth_cookie(header: str) -> str | None:
     """The `authToken` cookie's value in a Cookie header (Kuzzle's "null" is none)."""
     if COOKIE not in header:
         return None
-    try:
-        jar = SimpleCookie(header)
-    except CookieError:
-        return None
-    morsel = jar.get(COOKIE)
-    value = morsel.value if morsel is not None else None
-    return value if value and value != "null" else None
+    for part in header.split(";"):
+        name, _, value = part.partition("=")
+        if name.strip() == COOKIE:
+            value = value.strip().strip('"')
+            return value if value and value != "null" else None
+    return None
 
 
 def skips_verification(data: dict[str, Any]) -> bool:
