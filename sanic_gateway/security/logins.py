@@ -25,9 +25,9 @@ class LoginGuard:
         self.delay = delay
         self.max_delay = max(delay, max_delay)
         # username key -> [failures, locked until, last attempt] (monotonic seconds)
-        self._entries: dict[str, list[float]] = {}
+        self._entries: dict[bytes | str, list[float]] = {}
 
-    def attempt(self, key: str) -> float:
+    def attempt(self, key: bytes | str) -> float:
         """Record an attempt on `key`; 0 if it may proceed, else the seconds to wait."""
         if not self.free:
             return 0.0
@@ -49,7 +49,7 @@ class LoginGuard:
             del self._entries[next(iter(self._entries))]
         return 0.0
 
-    def succeeded(self, key: str) -> None:
+    def succeeded(self, key: bytes | str) -> None:
         self._entries.pop(key, None)
 
     @staticmethod

@@ -6,6 +6,7 @@ the tokens and the strategies.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Iterable
@@ -237,19 +238,20 @@ class Security:
             request.response.set_header("Retry-After", "1")
             raise errors.get("api.process.too_many_logins_requests")
 
-    def login_started(self, request: Request, username: Any) -> str | None:
+    def login_started(self, request: Request, username: Any) -> bytes | None:
         """Count a login attempt on `username` (the brute-force defence, `LoginGuard`); 429
         with Retry-After while it is locked. Returns the key to pass to `login_succeeded`."""
         if not isinstance(username, str) or not username or len(username) > 1024:
             return None
-        key = username_key(username)
+        # a 16-byte digest: an entry costs the same whatever the username's length
+        key = hashlib.blake2b(username_key(username).encode(), digest_size=16).digest()
         wait = self.login_guard.attempt(key)
         if wait > 0:
             request.response.set_header("Retry-After", LoginGuard.retry_after(wait))
             raise errors.get("api.process.too_many_logins_requests")
         return key
 
-    def login_succeeded(self, key: str | None) -> None:
+    def login_succeeded(self, key: bytes | None) -> None:
         if key is not None:
             self.login_guard.succeeded(key)
 
