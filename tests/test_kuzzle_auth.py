@@ -10,6 +10,7 @@ import time
 import httpx
 
 from tests.security_helpers import bearer, closed_yaml, denied, login, query
+from tests.test_security import storage_line  # noqa: F401  (fixture)
 
 LOGIN = {"username": "alice", "password": "alice-password"}
 
@@ -119,8 +120,8 @@ async def test_cookie_auth_details(serve):
 
 # -- createToken ----------------------------------------------------------------------------------
 
-async def test_create_token(serve):
-    served = await serve(closed_yaml())
+async def test_create_token(storage_line, serve):  # noqa: F811
+    served = await serve(closed_yaml(storage=storage_line))
     client = served.client
     alice = bearer(await login(client, "alice", "alice-password"))
     r = await client.post("/_createToken?expiresIn=60000", headers=alice)

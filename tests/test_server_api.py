@@ -119,18 +119,20 @@ def test_public_config_removes_every_kind_of_secret():
                                                     "access_token_url": "https://idp/token"}}}},
         "security": {"users": {"a": {"credentials": {"local": {"password": "pw-value"}}}}},
         "plugins": {"p": {"config": {"Password": "p1-value", "db": {"passwd": "p2-value"},
-                                     "tokens": ["t-value"], "webhook_token": "t2-value"}}},
+                                     "tokens": ["t-value"], "webhook_token": "t2-value",
+                                     "hooks": ["https://bot:url-secret@chat.example/x"]}}},
     }
     text = repr(public_config(data, "1.0"))
     for secret in ("pg-password", "other", "redis-password", "jwt-secret-value",
                    "oauth-secret-value", "pw-value", "p1-value", "p2-value", "t-value",
-                   "t2-value"):
+                   "t2-value", "url-secret"):
         assert secret not in text, secret
     config = public_config(data, "1.0")
     assert config["storage"] == "postgresql://db:5432/gw?schema=s"
     assert config["auth"]["strategies"]["corp"]["oauth2"] == {
         "client_id": "id", "access_token_url": "https://idp/token"}
     assert without_credentials("sqlite:///./data/gateway.db") == "sqlite:///./data/gateway.db"
+    assert config["plugins"]["p"]["config"]["hooks"] == ["https://chat.example/x"]
 
 
 async def test_get_config_is_for_administrators(serve):

@@ -113,6 +113,8 @@ def _redact(value: Any) -> Any:
                 if not (isinstance(k, str) and SECRET_KEY.search(k))}
     if isinstance(value, list):
         return [_redact(v) for v in value]
+    if isinstance(value, str) and "://" in value and "@" in value:  # a URL with credentials
+        return without_credentials(value)
     return value
 
 
