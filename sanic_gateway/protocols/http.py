@@ -35,12 +35,14 @@ from sanic.response.types import HEADER_TRANSLATION_TABLE
 
 from .. import errors, inputs
 from ..request import ClientConnection, Request, RequestContext, new_request_id
+from ..security.cookies import COOKIE_ARG, auth_cookie, skips_verification
 
 if TYPE_CHECKING:
     from ..gateway import Gateway
 
 log = logging.getLogger("sanic_gateway.http")
 
+_connection_numbers = itertools.count(1)
 _PARAM = re.compile(r":([A-Za-z0-9_]+)")
 _JSON = "application/json"
 
@@ -98,6 +100,9 @@ class HttpAdapter:
         self.dev = gateway.dev
         self.connection_events = (gateway.bus.has_listeners("connection:new")
                                   or gateway.bus.has_listeners("connection:remove"))
+        self.active = 0  # requests being executed (server:metrics)
+        self.open_connections: set[Any] = set()  # Sanic's set of live connections, once known
+        gateway.http = self  # type: ignore[attr-defined]
 
     def install(self, app: Sanic, *, enabled: bool = True,
                 upgrades: dict[str, Upgrade] | None = None) -> None:
@@ -126,6 +131,27 @@ class HttpAdapter:
         for path, upgrade in upgrades.items():
             app.add_route(_upgrading(upgrade, None), path, methods={"GET"},
                           name=f"upgrade{next(names)}")
+        # probes for orchestrators, outside the funnel (as in Kuzzle: no events, no logs)
+        app.add_route(self.alive, "/_healthcheck", methods={"GET", "HEAD"}, name="healthcheck")
+        app.add_route(self.ready, "/_ready", methods={"GET", "HEAD"}, name="ready")
+
+    async def alive(self, request: SanicRequest) -> HTTPResponse:
+        return self.probe(request, 200)
+
+    async def ready(self, request: SanicRequest) -> HTTPResponse:
+        """503 until the gateway has started (and once it stops), 200 in between."""
+        return self.probe(request, 200 if self.gateway.started else 503)
+
+    @staticmethod
+    def probe(request: SanicRequest, status: int) -> HTTPResponse:
+        request_id = request.headers.get("x-kuzzle-request-id")
+        if not request_id or not _header_safe(request_id):
+            request_id = new_request_id()
+        envelope = {"requestId": request_id, "status": status, "error": None,
+                    "controller": None, "action": None, "index": None, "collection": None,
+                    "volatile": None, "result": None}
+        return HTTPResponse(dumps(envelope), status=status,
+                            headers={"X-Kuzzle-Request-Id": request_id}, content_type=_JSON)
 
     def _handler(self, controller: str, action: str) -> Any:
         async def handle(request: SanicRequest, **params: str) -> HTTPResponse:
@@ -146,14 +172,31 @@ class HttpAdapter:
             return self.error_response(exc, request_id)
         if request_id:
             data["requestId"] = request_id
-        connection = ClientConnection("http", [http.ip], headers,
+        connection = ClientConnection("http", [http.ip], headers, self._connection_id(http),
                                       misc={"verb": http.method, "path": http.path})
         if self.connection_events:
             self.bus.hook("connection:new", connection)
-        request = await self.funnel.execute(Request(data, RequestContext(connection)))
+        self.active += 1
+        try:
+            request = await self.funnel.execute(Request(data, RequestContext(connection)))
+        finally:
+            self.active -= 1
         if self.connection_events:
             self.bus.hook("connection:remove", connection)
         return self.response(request)
+
+    def _connection_id(self, http: SanicRequest) -> str:
+        """The id of the client's connection: the same for the requests of one keep-alive
+        connection (Kuzzle counts login attempts per connection)."""
+        ctx = http.conn_info.ctx if http.conn_info is not None else None
+        found = getattr(ctx, "gateway_id", None)
+        if found is None:
+            found = f"http-{next(_connection_numbers)}"
+            if ctx is not None:
+                ctx.gateway_id = found
+                if not self.open_connections:
+                    self.open_connections = getattr(http.protocol, "connections", set())
+        return found
 
     def _data(self, http: SanicRequest, controller: str | None, action: str | None,
               params: dict[str, str]) -> dict[str, Any]:
@@ -178,6 +221,11 @@ class HttpAdapter:
         authorization = headers.get("authorization")
         if authorization and authorization[:7].lower() == "bearer ":
             data["jwt"] = authorization[7:].strip()
+        else:
+            cookie = headers.get("cookie")
+            token = auth_cookie(cookie) if cookie else None
+            if token is not None and not data.get("jwt"):  # Kuzzle's browser mode
+                data[COOKIE_ARG if skips_verification(data) else "jwt"] = token
         volatile = headers.get("x-kuzzle-volatile")
         if volatile:
             data["volatile"] = inputs.loads(volatile, "volatile",
