@@ -130,8 +130,8 @@ def sighup(*_: object) -> None:
 def summary(gateway: Gateway, url: str, workers: int) -> str:
     """The startup line: version, file, where it listens, plugins and protocols."""
     plugins = ", ".join(gateway.plugins) or "none"
-    protocols = getattr(gateway, "protocols", None) or ("http",)  # served besides HTTP, if any
-    names = ", ".join(p if isinstance(p, str) else str(getattr(p, "name", p)) for p in protocols)
+    http = gateway.config.data["server"]["protocols"]["http"]["enabled"]
+    names = ", ".join([*(["http"] if http else []), *gateway.hub.protocols]) or "none"
     return (f"sanic-gateway {__version__} serving {gateway.config.path} on {url} "
             f"({workers} worker{'s' if workers > 1 else ''}); plugins: {plugins}; "
             f"protocols: {names}")
