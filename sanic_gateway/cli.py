@@ -8,6 +8,7 @@ startup error (port in use, storage that cannot be opened, ...). Every error is 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import signal
@@ -109,6 +110,7 @@ def _run(args: argparse.Namespace, gateway: Gateway) -> int:
     host = args.host or server["host"]
     port = args.port if args.port is not None else server["port"]
     workers = args.workers or server["workers"]
+    raise_open_files_limit(server["max_connections"])
     try:
         sock = bind(host, port)
     except StartupError as exc:
@@ -125,6 +127,27 @@ def _run(args: argparse.Namespace, gateway: Gateway) -> int:
         return Supervisor(gateway, sock, url, workers).run()
     finally:
         sock.close()
+
+
+def raise_open_files_limit(connections: int) -> None:
+    """Each connection is an open file: raise the soft limit towards the hard one so that
+    `server.max_connections` can be reached (as nginx's worker_rlimit_nofile), and say so
+    when even the hard limit is lower."""
+    import resource
+
+    wanted = (connections or 10_000) + 256  # storage, protocols, logs
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft < wanted:
+        print("sanic-gateway: warning: "
+              f"open files limit is {soft}: fewer than server.max_connections ({connections}) "
+              "connections can be served; raise it (ulimit -n) or lower server.max_connections",
+              file=sys.stderr)
 
 
 def bind(host: str, port: int) -> socket.socket:

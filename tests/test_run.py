@@ -244,7 +244,8 @@ def test_startup_says_what_it_serves_after_binding(tmp_path):
     assert len(ready) == 1
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO sanic_gateway: sanic-gateway "
                     r"\S+ serving \S+gateway.yaml on " + re.escape(base) +
-                    r" \(1 worker\); plugins: hello; protocols: http, websocket$", ready[0]), ready[0]
+                    r" \(1 worker\); plugins: hello; protocols: http, websocket$",
+                    ready[0]), ready[0]
     assert lines.index(ready[0]) > next(i for i, x in enumerate(lines) if "hello from init" in x)
 
 
