@@ -1,0 +1,427 @@
+"""The filter engine: rooms registered per index/collection, documents matched through indexes.
+
+Each condition is stored once per collection and indexed by keyword and field (hash maps for
+equals and array values, an interval tree for range, compiled expressions for regexp, bounding
+boxes for geo). A document is flattened once, the indexes give the conditions it satisfies, and a
+counter per conjunction ("subfilter") tells which are complete; a negated literal is satisfied
+unless its condition matched. No filter is ever evaluated by walking its tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import errors
+from . import conditions as C
+from .normalize import Conjunction, count_conditions, to_dnf, to_json
+from .ranges import RangeIndex
+from .standardize import FilterError, standardize
+from .values import FALSE_KEY, MISSING, TRUE_KEY, flatten, is_number, js_string, truthy
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """A validated filter in normal form, with the room id it gets in its index/collection."""
+
+    index: str
+    collection: str
+    id: str
+    filter: list[list[dict[str, Any]]]
+    terms: tuple[Conjunction, ...] = field(repr=False, compare=False)
+
+
+class _Condition:
+    """A stored condition and the subfilters using it, by role."""
+
+    __slots__ = ("cond", "multi", "neg", "single")
+
+    def __init__(self, cond: C.Condition) -> None:
+        self.cond = cond
+        self.single: set[_Subfilter] = set()  # subfilters made of this one positive literal
+        self.multi: set[_Subfilter] = set()  # subfilters holding it positively with others
+        self.neg: set[_Subfilter] = set()  # subfilters holding it negated
+
+    def unused(self) -> bool:
+        return not (self.single or self.multi or self.neg)
+
+
+class _Subfilter:
+    __slots__ = ("has_negative", "positives", "rooms", "term")
+
+    def __init__(self, term: Conjunction) -> None:
+        self.term = term
+        self.positives = sum(1 for _, negated in term if not negated)
+        self.has_negative = self.positives != len(term)
+        self.rooms: set[str] = set()
+
+
+class _Exists:
+    __slots__ = ("plain", "values")
+
+    def __init__(self) -> None:
+        self.plain: _Condition | None = None
+        self.values: dict[Any, _Condition] = {}
+
+
+class _Collection:
+    """Indexes of one index/collection pair."""
+
+    def __init__(self) -> None:
+        self.conditions: dict[str, _Condition] = {}
+        self.subfilters: dict[Conjunction, _Subfilter] = {}
+        self.equals: dict[str, dict[Any, _Condition]] = {}
+        self.exists: dict[str, _Exists] = {}
+        self.ranges: dict[str, RangeIndex] = {}
+        self.regexps: dict[str, dict[str, _Condition]] = {}
+        self.geo: dict[str, dict[str, _Condition]] = {}
+        self.always: set[_Subfilter] = set()  # subfilters without positive literal
+        self.rooms = 0
+
+    # -- storing
+
+    def add(self, room_id: str, terms: tuple[Conjunction, ...]) -> None:
+        self.rooms += 1
+        for term in terms:
+            sub = self.subfilters.get(term)
+            if sub is None:
+                sub = self.subfilters[term] = _Subfilter(term)
+                self._link(sub)
+            sub.rooms.add(room_id)
+
+    def _link(self, sub: _Subfilter) -> None:
+        if sub.positives == 0:
+            self.always.add(sub)
+        for cond, negated in sub.term:
+            stored = self.conditions.get(cond.key)
+            if stored is None:
+                stored = self.conditions[cond.key] = _Condition(cond)
+                self._index(stored)
+            if negated:
+                stored.neg.add(sub)
+            elif len(sub.term) == 1:
+                stored.single.add(sub)
+            else:
+                stored.multi.add(sub)
+
+    def _index(self, stored: _Condition) -> None:
+        cond = stored.cond
+        kw, name = cond.keyword, cond.field
+        if kw == "equals":
+            self.equals.setdefault(name, {})[cond.value] = stored
+        elif kw == "exists":
+            entry = self.exists.setdefault(name, _Exists())
+            array, value = cond.value
+            if not array:
+                entry.plain = stored
+            else:
+                entry.values[_array_key(value)] = stored
+        elif kw == "range":
+            self.ranges.setdefault(name, RangeIndex()).add(cond)
+        elif kw == "regexp":
+            self.regexps.setdefault(name, {})[cond.key] = stored
+        elif kw == "geospatial":
+            self.geo.setdefault(name, {})[cond.key] = stored
+
+    def discard(self, room_id: str, terms: tuple[Conjunction, ...]) -> None:
+        self.rooms -= 1
+        for term in terms:
+            sub = self.subfilters.get(term)
+            if sub is None:
+                continue
+            sub.rooms.discard(room_id)
+            if not sub.rooms:
+                del self.subfilters[term]
+                self._unlink(sub)
+
+    def _unlink(self, sub: _Subfilter) -> None:
+        self.always.discard(sub)
+        for cond, _ in sub.term:
+            stored = self.conditions[cond.key]
+            stored.single.discard(sub)
+            stored.multi.discard(sub)
+            stored.neg.discard(sub)
+            if stored.unused():
+                del self.conditions[cond.key]
+                self._unindex(stored)
+
+    def _unindex(self, stored: _Condition) -> None:
+        cond = stored.cond
+        kw, name = cond.keyword, cond.field
+        if kw == "equals":
+            _drop(self.equals, name, cond.value)
+        elif kw == "exists":
+            entry = self.exists[name]
+            array, value = cond.value
+            if not array:
+                entry.plain = None
+            else:
+                entry.values.pop(_array_key(value), None)
+            if entry.plain is None and not entry.values:
+                del self.exists[name]
+        elif kw == "range":
+            index = self.ranges[name]
+            index.remove(cond)
+            if not index:
+                del self.ranges[name]
+        elif kw == "regexp":
+            _drop(self.regexps, name, cond.key)
+        elif kw == "geospatial":
+            _drop(self.geo, name, cond.key)
+
+    # -- matching
+
+    def match(self, doc: dict[str, Any]) -> list[str]:
+        hits: list[Any] = []  # _Condition objects, or conditions for ranges
+        kills: list[_Condition] = []  # conditions false, whose negation is false as well
+
+        for name, table in self.equals.items():
+            value = doc.get(name, MISSING)
+            cls = value.__class__
+            if cls is bool:
+                value = TRUE_KEY if value else FALSE_KEY
+            elif cls is dict or cls is list or value is MISSING:
+                continue
+            stored = table.get(value)
+            if stored is not None:
+                hits.append(stored)
+
+        if self.exists:
+            self._match_exists(doc, hits)
+        if self.ranges:
+            range_hits: list[C.Condition] = []
+            for name, index in self.ranges.items():
+                value = doc.get(name)
+                if value.__class__ is int or value.__class__ is float:
+                    index.query(value, range_hits)
+            conditions = self.conditions
+            for cond in range_hits:
+                stored = conditions.get(cond.key)
+                if stored is not None and stored.cond is cond:
+                    hits.append(stored)
+        if self.regexps:
+            self._match_regexps(doc, hits, kills)
+        if self.geo:
+            self._match_geo(doc, hits, kills)
+
+        rooms: set[str] = set()
+        counts: dict[_Subfilter, int] = {}
+        killed: set[_Subfilter] = set()
+        for stored in hits:
+            for sub in stored.single:
+                rooms.update(sub.rooms)
+            if stored.multi:
+                for sub in stored.multi:
+                    counts[sub] = counts.get(sub, 0) + 1
+            if stored.neg:
+                killed.update(stored.neg)
+        for stored in kills:
+            killed.update(stored.neg)
+        for sub, count in counts.items():
+            if count == sub.positives and not (sub.has_negative and sub in killed):
+                rooms.update(sub.rooms)
+        for sub in self.always:
+            if sub not in killed:
+                rooms.update(sub.rooms)
+        return list(rooms)
+
+    def _match_exists(self, doc: dict[str, Any], hits: list[Any]) -> None:
+        exists = self.exists
+        if len(doc) <= len(exists):
+            names = [name for name in doc if name in exists]
+        else:
+            names = [name for name in exists if name in doc]
+        for name in names:
+            entry = exists[name]
+            if entry.plain is not None:
+                hits.append(entry.plain)
+            value = doc[name]
+            if entry.values and value.__class__ is list:
+                seen = set()
+                for item in value:
+                    key = _array_key(item)
+                    if key is None or key in seen:
+                        continue
+                    seen.add(key)
+                    stored = entry.values.get(key)
+                    if stored is not None:
+                        hits.append(stored)
+
+    def _match_regexps(self, doc: dict[str, Any], hits: list[Any], kills: list[Any]) -> None:
+        for name, table in self.regexps.items():
+            value = doc.get(name, MISSING)
+            if value is MISSING:
+                continue
+            if isinstance(value, str):
+                for stored in table.values():
+                    if stored.cond.regexp.search(value):
+                        hits.append(stored)
+            else:
+                # Koncorde's `not regexp` tests the string form of a non-string value.
+                text = js_string(value)
+                for stored in table.values():
+                    if stored.neg and stored.cond.regexp.search(text):
+                        kills.append(stored)
+
+    def _match_geo(self, doc: dict[str, Any], hits: list[Any], kills: list[Any]) -> None:
+        from .geo import convert_geopoint
+
+        for name, table in self.geo.items():
+            value = doc.get(name, MISSING)
+            if not truthy(value):
+                continue
+            point = convert_geopoint(value)
+            if point is None:
+                kills.extend(table.values())  # an unreadable point matches no geo condition
+                continue
+            lat, lon = point
+            for stored in table.values():
+                if stored.cond.shape.contains(lat, lon):  # type: ignore[union-attr]
+                    hits.append(stored)
+
+
+def _array_key(value: Any) -> Any:
+    """Key of an array element; None for objects and arrays, which never equal anything."""
+    cls = value.__class__
+    if cls is bool:
+        return TRUE_KEY if value else FALSE_KEY
+    if cls is dict or cls is list:
+        return None
+    if value is None:
+        return _NULL
+    return value
+
+
+_NULL = object()
+
+
+def _drop(tables: dict[str, dict[Any, Any]], name: str, key: Any) -> None:
+    table = tables[name]
+    table.pop(key, None)
+    if not table:
+        del tables[name]
+
+
+class Engine:
+    """Validate, normalize, register and match Koncorde filters, per index and collection.
+
+    `max_conditions` bounds the conditions a filter may hold (Koncorde's default: 50),
+    `max_terms` the conjunctions of its normal form. `seed` (bytes) keys the room ids; without
+    it ids are plain SHA-256 hashes, equal on every node.
+    """
+
+    def __init__(self, *, max_conditions: int = 50, max_terms: int = 256,
+                 seed: bytes | None = None) -> None:
+        self.max_conditions = max_conditions
+        self.max_terms = max_terms
+        self.seed = seed
+        self._collections: dict[tuple[str, str], _Collection] = {}
+        self._rooms: dict[str, Normalized] = {}
+
+    # -- filters
+
+    def validate(self, filter_: Any) -> None:
+        """Raise `api.assert.koncorde_dsl_error` (400) naming the path of the fault, if any."""
+        self._dnf(filter_)
+
+    def normalize(self, index: str, collection: str, filter_: Any) -> Normalized:
+        """The normal form and room id of a filter, without registering it."""
+        terms = self._dnf(filter_)
+        form = to_json(terms)
+        payload = C.canonical({"collection": collection, "filter": form, "index": index})
+        if self.seed is None:
+            room_id = hashlib.sha256(payload.encode()).hexdigest()
+        else:
+            room_id = hmac.new(self.seed, payload.encode(), hashlib.sha256).hexdigest()
+        return Normalized(index, collection, room_id, form, tuple(terms))
+
+    def _dnf(self, filter_: Any) -> list[Conjunction]:
+        tree = standardize(filter_)
+        try:
+            count = count_conditions(tree)
+            if self.max_conditions and count > self.max_conditions:
+                raise FilterError(
+                    "Filter too complex: exceeds the configured maximum number of conditions "
+                    f"(conditions: {count}, max: {self.max_conditions})", "", "")
+            return to_dnf(tree, self.max_terms)
+        except FilterError as exc:
+            raise errors.get("api.assert.koncorde_dsl_error", exc.message) from None
+
+    # -- rooms
+
+    def register(self, index: str, collection: str, filter_: Any) -> str:
+        """Store a filter (once: equivalent filters share the room) and return its room id."""
+        return self.store(self.normalize(index, collection, filter_))
+
+    def store(self, normalized: Normalized) -> str:
+        if normalized.id not in self._rooms:
+            key = (normalized.index, normalized.collection)
+            coll = self._collections.get(key)
+            if coll is None:
+                coll = self._collections[key] = _Collection()
+            coll.add(normalized.id, normalized.terms)
+            self._rooms[normalized.id] = normalized
+        return normalized.id
+
+    def remove(self, room_id: str) -> bool:
+        """Forget a room; False if it was unknown."""
+        normalized = self._rooms.pop(room_id, None)
+        if normalized is None:
+            return False
+        key = (normalized.index, normalized.collection)
+        coll = self._collections[key]
+        coll.discard(room_id, normalized.terms)
+        if coll.rooms == 0:
+            del self._collections[key]
+        return True
+
+    def exists(self, room_id: str) -> bool:
+        return room_id in self._rooms
+
+    has = exists
+    __contains__ = exists
+
+    def get(self, room_id: str) -> Normalized | None:
+        return self._rooms.get(room_id)
+
+    def __len__(self) -> int:
+        return len(self._rooms)
+
+    def rooms(self, index: str | None = None, collection: str | None = None) -> list[str]:
+        """Room ids, optionally only those of one index (and collection)."""
+        return [
+            room_id for room_id, n in self._rooms.items()
+            if (index is None or n.index == index)
+            and (collection is None or n.collection == collection)
+        ]
+
+    def counts(self) -> dict[str, int]:
+        """Sizes of the shared structures (rooms, conjunctions, distinct conditions)."""
+        return {
+            "rooms": len(self._rooms),
+            "collections": len(self._collections),
+            "subfilters": sum(len(c.subfilters) for c in self._collections.values()),
+            "conditions": sum(len(c.conditions) for c in self._collections.values()),
+        }
+
+    # -- matching
+
+    def test(self, index: str, collection: str, document: dict[str, Any],
+             id: str | None = None) -> list[str]:
+        """Room ids of `index/collection` whose filter matches the document.
+
+        `id`, when given, is the document's `_id` (what the `ids` keyword tests).
+        """
+        coll = self._collections.get((index, collection))
+        if coll is None:
+            return []
+        doc = flatten(document)
+        if id is not None:
+            doc = dict(doc)
+            doc["_id"] = id
+        return coll.match(doc)
+
+
+__all__ = ["Engine", "Normalized", "is_number"]
