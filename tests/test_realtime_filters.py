@@ -218,7 +218,7 @@ def _error(filter_) -> BadRequestError:
     ({"regexp": {"a": {"value": "x", "flags": "q"}}}, "regexp.a.flags", "invalid flags"),
     ({"geoDistance": {"p": [1, 2], "distance": "3 parsecs"}}, "geoDistance.distance",
      "unable to parse distance"),
-    ({"geoDistance": {"p": "nowhere", "distance": "3m"}}, "geoDistance.p",
+    ({"geoDistance": {"p": "no where", "distance": "3m"}}, "geoDistance.p",
      "unrecognized point format"),
     ({"geoDistanceRange": {"p": [1, 2], "from": "3km", "to": "1km"}}, "geoDistanceRange",
      "inner radius must be smaller"),
@@ -257,3 +257,20 @@ def test_filters_too_complex_are_refused():
     with pytest.raises(BadRequestError) as info:
         engine.validate(product)
     assert "normal form" in info.value.message
+
+
+def test_missing_array_value_does_not_contradict_other_conditions():
+    # Koncorde 4 drops this conjunction as impossible; it is not: "x" is no array holding "y".
+    engine = Engine()
+    room = engine.register("i", "c", {"and": [{"equals": {"a": "x"}}, {"missing": 'a["y"]'}]})
+    assert engine.test("i", "c", {"a": "x"}) == [room]
+    assert engine.test("i", "c", {"a": ["y"]}) == []
+
+
+def test_negated_groups_with_geo_keywords_are_accepted():
+    # Koncorde 4 refuses these ("not.geospatial": unknown keyword)
+    engine = Engine()
+    geo = {"geoDistance": {"p": [43.6, 3.9], "distance": "1km"}}
+    room = engine.register("i", "c", {"not": {"and": [geo, {"equals": {"a": 1}}]}})
+    assert engine.test("i", "c", {"p": [43.6, 3.9], "a": 2}) == [room]
+    assert engine.test("i", "c", {"p": [43.6, 3.9], "a": 1}) == []

@@ -26,14 +26,12 @@ def camel_case(obj: dict[str, Any]) -> dict[str, Any]:
     return {_CAMEL.get(key, key): value for key, value in obj.items()}
 
 
-def decode_geohash(text: str) -> tuple[float, float] | None:
-    """Centre of a geohash cell, or None if a character is not in the geohash alphabet."""
+def decode_geohash(text: str) -> tuple[float, float]:
+    """Centre of a geohash cell. Like Koncorde, a character outside the alphabet counts as 0."""
     lat_lo, lat_hi, lon_lo, lon_hi = -90.0, 90.0, -180.0, 180.0
     even = True
     for char in text:
-        index = _BASE32.find(char)
-        if index < 0:
-            return None
+        index = max(_BASE32.find(char), 0)
         for shift in range(4, -1, -1):
             bit = (index >> shift) & 1
             if even:

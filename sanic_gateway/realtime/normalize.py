@@ -124,6 +124,11 @@ def _absorb(terms: set[Conjunction]) -> set[Conjunction]:
     return set(kept)
 
 
+# Conditions that can be false together with their negation (Koncorde's `not regexp` on a
+# non-string value, geo conditions on an unreadable point): "x or not x" is not always true.
+_THREE_VALUED = ("regexp", "geospatial")
+
+
 def _simplify(terms: set[Conjunction]) -> list[Conjunction]:
     """Absorption, then merging (X and a) or (X and not a) into X until nothing changes."""
     terms = _absorb(terms)
@@ -134,6 +139,8 @@ def _simplify(terms: set[Conjunction]) -> list[Conjunction]:
             if term not in terms:
                 continue
             for lit in term:
+                if lit[0].keyword in _THREE_VALUED:
+                    continue
                 flipped = (term - {lit}) | {(lit[0], not lit[1])}
                 if flipped in terms:
                     terms.discard(term)
@@ -152,11 +159,11 @@ def _term_key(term: Conjunction) -> list[tuple[str, bool]]:
 def to_json(dnf: list[Conjunction]) -> list[list[dict[str, Any]]]:
     """Koncorde's shape: [[{<keyword>: {...}, "not": bool}, ...], ...]."""
     if not dnf:
-        return [[{"nothing": True, "not": False}]]
+        return [[{"nothing": True}]]
     out = []
     for term in dnf:
         if not term:
-            return [[{"everything": True, "not": False}]]
+            return [[{"everything": True}]]
         out.append([dict(cond.json, **{"not": negated})
                     for cond, negated in sorted(term, key=lambda lit: (lit[0].key, lit[1]))])
     return out
