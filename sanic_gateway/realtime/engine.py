@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections import Counter
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from .. import errors
@@ -33,19 +35,35 @@ class Normalized:
     terms: tuple[Conjunction, ...] = field(repr=False, compare=False)
 
 
-class _Condition:
-    """A stored condition and the subfilters using it, by role."""
+_NO_ROOMS: frozenset[str] = frozenset()
 
-    __slots__ = ("cond", "multi", "neg", "single")
+
+class _Condition:
+    """A stored condition and the subfilters using it, by role.
+
+    `rooms` are the rooms of the subfilter made of this literal alone (matched as soon as the
+    condition is); `complex` says whether other subfilters use it, positively or negated.
+    """
+
+    __slots__ = ("complex", "cond", "high", "key", "low", "multi", "neg", "rooms", "single")
 
     def __init__(self, cond: C.Condition) -> None:
         self.cond = cond
-        self.single: set[_Subfilter] = set()  # subfilters made of this one positive literal
+        self.key = cond.key
+        self.low = cond.low
+        self.high = cond.high
+        self.single: _Subfilter | None = None  # the subfilter made of this literal alone
+        self.rooms: set[str] | frozenset[str] = _NO_ROOMS
         self.multi: set[_Subfilter] = set()  # subfilters holding it positively with others
         self.neg: set[_Subfilter] = set()  # subfilters holding it negated
+        self.complex = False
+
+    def update(self) -> None:
+        self.rooms = self.single.rooms if self.single is not None else _NO_ROOMS
+        self.complex = bool(self.multi or self.neg)
 
     def unused(self) -> bool:
-        return not (self.single or self.multi or self.neg)
+        return self.single is None and not self.multi and not self.neg
 
 
 class _Subfilter:
@@ -102,9 +120,10 @@ class _Collection:
             if negated:
                 stored.neg.add(sub)
             elif len(sub.term) == 1:
-                stored.single.add(sub)
+                stored.single = sub
             else:
                 stored.multi.add(sub)
+            stored.update()
 
     def _index(self, stored: _Condition) -> None:
         cond = stored.cond
@@ -119,7 +138,7 @@ class _Collection:
             else:
                 entry.values[_array_key(value)] = stored
         elif kw == "range":
-            self.ranges.setdefault(name, RangeIndex()).add(cond)
+            self.ranges.setdefault(name, RangeIndex()).add(stored)
         elif kw == "regexp":
             self.regexps.setdefault(name, {})[cond.key] = stored
         elif kw == "geospatial":
@@ -140,9 +159,11 @@ class _Collection:
         self.always.discard(sub)
         for cond, _ in sub.term:
             stored = self.conditions[cond.key]
-            stored.single.discard(sub)
+            if stored.single is sub:
+                stored.single = None
             stored.multi.discard(sub)
             stored.neg.discard(sub)
+            stored.update()
             if stored.unused():
                 del self.conditions[cond.key]
                 self._unindex(stored)
@@ -163,7 +184,7 @@ class _Collection:
                 del self.exists[name]
         elif kw == "range":
             index = self.ranges[name]
-            index.remove(cond)
+            index.remove(stored)
             if not index:
                 del self.ranges[name]
         elif kw == "regexp":
@@ -174,57 +195,50 @@ class _Collection:
     # -- matching
 
     def match(self, doc: dict[str, Any]) -> list[str]:
-        hits: list[Any] = []  # _Condition objects, or conditions for ranges
+        hits: list[_Condition] = []  # conditions the document satisfies
         kills: list[_Condition] = []  # conditions false, whose negation is false as well
 
+        get = doc.get
         for name, table in self.equals.items():
-            value = doc.get(name, MISSING)
-            cls = value.__class__
-            if cls is bool:
+            value = get(name, MISSING)  # MISSING is never a key
+            if value.__class__ is bool:
                 value = TRUE_KEY if value else FALSE_KEY
-            elif cls is dict or cls is list or value is MISSING:
+            try:
+                stored = table.get(value)
+            except TypeError:  # an object or an array never equals a scalar
                 continue
-            stored = table.get(value)
             if stored is not None:
                 hits.append(stored)
 
         if self.exists:
             self._match_exists(doc, hits)
         if self.ranges:
-            range_hits: list[C.Condition] = []
             for name, index in self.ranges.items():
-                value = doc.get(name)
+                value = get(name)
                 if value.__class__ is int or value.__class__ is float:
-                    index.query(value, range_hits)
-            conditions = self.conditions
-            for cond in range_hits:
-                stored = conditions.get(cond.key)
-                if stored is not None and stored.cond is cond:
-                    hits.append(stored)
+                    index.query(value, hits)  # removed conditions come with no rooms: harmless
         if self.regexps:
             self._match_regexps(doc, hits, kills)
         if self.geo:
             self._match_geo(doc, hits, kills)
 
-        rooms: set[str] = set()
-        counts: dict[_Subfilter, int] = {}
-        killed: set[_Subfilter] = set()
-        for stored in hits:
-            for sub in stored.single:
-                rooms.update(sub.rooms)
-            if stored.multi:
-                for sub in stored.multi:
-                    counts[sub] = counts.get(sub, 0) + 1
-            if stored.neg:
-                killed.update(stored.neg)
-        for stored in kills:
-            killed.update(stored.neg)
+        if not hits and not kills and not self.always:
+            return []
+        rooms: set[str] = set().union(*[stored.rooms for stored in hits])
+        complex_hits = [stored for stored in hits if stored.complex]
+        if not complex_hits and not kills and not self.always:
+            return list(rooms)
+        # one count per subfilter of how many of its positive literals hold (counted in C)
+        counts = Counter(chain.from_iterable([stored.multi for stored in complex_hits]))
+        killed: set[_Subfilter] = set().union(
+            *[stored.neg for stored in complex_hits], *[stored.neg for stored in kills])
         for sub, count in counts.items():
             if count == sub.positives and not (sub.has_negative and sub in killed):
                 rooms.update(sub.rooms)
-        for sub in self.always:
-            if sub not in killed:
-                rooms.update(sub.rooms)
+        if self.always:
+            for sub in self.always:
+                if sub not in killed:
+                    rooms.update(sub.rooms)
         return list(rooms)
 
     def _match_exists(self, doc: dict[str, Any], hits: list[Any]) -> None:
@@ -415,7 +429,7 @@ class Engine:
         `id`, when given, is the document's `_id` (what the `ids` keyword tests).
         """
         coll = self._collections.get((index, collection))
-        if coll is None:
+        if coll is None or not isinstance(document, dict):
             return []
         doc = flatten(document)
         if id is not None:

@@ -1,37 +1,40 @@
 """Which ranges contain a number: a centred interval tree, rebuilt lazily.
 
 A query costs O(log n) bisections plus list slices of the answers, which keeps Python's per-item
-work out of the loop. Conditions added since the last build wait in a short list scanned linearly;
-the tree is rebuilt when that list or the count of removed conditions grows too long.
+work out of the loop. Intervals added since the last build wait in a list scanned linearly; the
+next query rebuilds the tree once that list is longer than about sqrt(n), and a removal does once
+removed conditions outnumber half the live ones.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import Any
+from typing import Any, Protocol
 
-from .conditions import Condition
+
+class Interval(Protocol):
+    key: str
+    low: float
+    high: float
 
 
 class RangeIndex:
     __slots__ = ("dead", "live", "pending", "root")
 
     def __init__(self) -> None:
-        self.live: dict[str, Condition] = {}
-        self.pending: list[Condition] = []
+        self.live: dict[str, Interval] = {}
+        self.pending: list[Interval] = []
         self.dead = 0
         self.root: Any = None
 
     def __len__(self) -> int:
         return len(self.live)
 
-    def add(self, cond: Condition) -> None:
+    def add(self, cond: Interval) -> None:
         self.live[cond.key] = cond
         self.pending.append(cond)
-        if len(self.pending) > 16 + len(self.live) // 8:
-            self._build()
 
-    def remove(self, cond: Condition) -> None:
+    def remove(self, cond: Interval) -> None:
         del self.live[cond.key]
         if cond in self.pending:
             self.pending.remove(cond)
@@ -45,8 +48,10 @@ class RangeIndex:
         self.pending = []
         self.dead = 0
 
-    def query(self, x: float, out: list[Condition]) -> None:
-        """Append to `out` every condition whose range holds x (removed ones may come too)."""
+    def query(self, x: float, out: list[Any]) -> None:
+        """Append to `out` every interval holding x (removed ones may come too)."""
+        if len(self.pending) > 8 + int(len(self.live) ** 0.5):
+            self._build()
         node = self.root
         while node is not None:
             center, lows, by_low, neg_highs, by_high, left, right = node
@@ -68,7 +73,7 @@ class RangeIndex:
                 out.append(cond)
 
 
-def _build(conds: list[Condition]) -> Any:
+def _build(conds: list[Interval]) -> Any:
     if not conds:
         return None
     points = sorted(
