@@ -274,3 +274,60 @@ def test_negated_groups_with_geo_keywords_are_accepted():
     room = engine.register("i", "c", {"not": {"and": [geo, {"equals": {"a": 1}}]}})
     assert engine.test("i", "c", {"p": [43.6, 3.9], "a": 2}) == [room]
     assert engine.test("i", "c", {"p": [43.6, 3.9], "a": 1}) == []
+
+
+def test_boxes_must_have_their_corners_in_order():
+    # Koncorde accepts these, then fails with a 500 when it stores them
+    error = _error({"geoBoundingBox": {"p": {"top": -2.9, "left": 52.3, "bottom": 1.1,
+                                             "right": 51.1}}})
+    assert error.path == "geoBoundingBox.p" and "bottom latitude" in error.message
+    error = _error({"geoBoundingBox": {"p": {"top": 2, "left": 5, "bottom": 1, "right": 4}}})
+    assert "left longitude" in error.message
+
+
+def test_deep_filters_are_refused_not_crashing():
+    deep: dict = {"equals": {"a": 1}}
+    for _ in range(2000):
+        deep = {"not": deep}
+    error = _error(deep)
+    assert "nested too deeply" in error.message
+    assert error.path.startswith("not.not.not")
+
+
+def test_many_geo_shapes_through_the_grid():
+    import random
+
+    rng = random.Random(7)
+    engine = Engine()
+    shapes = {}
+    origins = []
+    for i in range(400):
+        lat, lon = rng.uniform(-60, 60), rng.uniform(-170, 170)
+        kind = i % 4
+        if kind == 0:
+            f = {"geoDistance": {"p": [lat, lon], "distance": f"{rng.randint(1, 300)}km"}}
+        elif kind == 1:
+            f = {"geoBoundingBox": {"p": {"top": lat + rng.uniform(0.1, 3), "left": lon,
+                                          "bottom": lat, "right": lon + rng.uniform(0.1, 30)}}}
+        elif kind == 2:
+            f = {"geoDistanceRange": {"p": [lat, lon], "from": "10km", "to": "900km"}}
+        else:
+            f = {"geoPolygon": {"p": {"points": [[lat, lon], [lat + 2, lon], [lat, lon + 2]]}}}
+        shapes[engine.register("i", "c", f)] = f
+        origins.append((lat, lon))
+    for room in list(shapes)[::5]:
+        engine.remove(room)
+        del shapes[room]
+    from sanic_gateway.realtime.reference import matches
+
+    found = 0
+    for i in range(600):
+        if i % 2:  # near a shape's origin, so that many documents match
+            lat, lon = rng.choice(origins)
+            doc = {"p": [lat + rng.uniform(-1, 2), lon + rng.uniform(-1, 2)]}
+        else:
+            doc = {"p": [rng.uniform(-62, 62), rng.uniform(-175, 175)]}
+        expected = {room for room, f in shapes.items() if matches(f, doc)}
+        assert set(engine.test("i", "c", doc)) == expected
+        found += len(expected)
+    assert found > 100, found

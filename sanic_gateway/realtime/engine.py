@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import errors
 from . import conditions as C
+from .geo import GeoIndex, convert_geopoint
 from .normalize import Conjunction, count_conditions, to_dnf, to_json
 from .ranges import RangeIndex
 from .standardize import FilterError, standardize
@@ -94,7 +95,7 @@ class _Collection:
         self.exists: dict[str, _Exists] = {}
         self.ranges: dict[str, RangeIndex] = {}
         self.regexps: dict[str, dict[str, _Condition]] = {}
-        self.geo: dict[str, dict[str, _Condition]] = {}
+        self.geo: dict[str, GeoIndex] = {}
         self.always: set[_Subfilter] = set()  # subfilters without positive literal
         self.rooms = 0
 
@@ -142,7 +143,7 @@ class _Collection:
         elif kw == "regexp":
             self.regexps.setdefault(name, {})[cond.key] = stored
         elif kw == "geospatial":
-            self.geo.setdefault(name, {})[cond.key] = stored
+            self.geo.setdefault(name, GeoIndex()).add(stored)
 
     def discard(self, room_id: str, terms: tuple[Conjunction, ...]) -> None:
         self.rooms -= 1
@@ -190,7 +191,10 @@ class _Collection:
         elif kw == "regexp":
             _drop(self.regexps, name, cond.key)
         elif kw == "geospatial":
-            _drop(self.geo, name, cond.key)
+            shapes = self.geo[name]
+            shapes.remove(stored)
+            if not shapes:
+                del self.geo[name]
 
     # -- matching
 
@@ -280,20 +284,16 @@ class _Collection:
                         kills.append(stored)
 
     def _match_geo(self, doc: dict[str, Any], hits: list[Any], kills: list[Any]) -> None:
-        from .geo import convert_geopoint
-
-        for name, table in self.geo.items():
+        for name, shapes in self.geo.items():
             value = doc.get(name, MISSING)
             if not truthy(value):
                 continue
             point = convert_geopoint(value)
             if point is None:
-                kills.extend(table.values())  # an unreadable point matches no geo condition
+                # an unreadable point satisfies neither a geo condition nor its negation
+                kills.extend(shapes.items.values())
                 continue
-            lat, lon = point
-            for stored in table.values():
-                if stored.cond.shape.contains(lat, lon):  # type: ignore[union-attr]
-                    hits.append(stored)
+            shapes.query(point[0], point[1], hits)
 
 
 def _array_key(value: Any) -> Any:

@@ -207,3 +207,63 @@ def _in_polygon(points: tuple[tuple[float, float], ...], lat: float, lon: float)
             if lon < at:
                 inside = not inside
     return inside
+
+
+class GeoIndex:
+    """Shapes of one field bucketed in a grid of 1-degree cells, so a point tests only the shapes
+    whose bounding box covers its cell. Shapes spanning many cells are kept in a list apart."""
+
+    MAX_CELLS = 64
+
+    __slots__ = ("cells", "items", "large")
+
+    def __init__(self) -> None:
+        self.items: dict[str, Any] = {}  # key -> item (an object with .key and .cond.shape)
+        self.cells: dict[tuple[int, int], list[Any]] = {}
+        self.large: list[Any] = []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @staticmethod
+    def _span(shape: Shape) -> tuple[range, range] | None:
+        if not all(math.isfinite(v) for v in (shape.south, shape.west, shape.north, shape.east)):
+            return None
+        lats = range(math.floor(shape.south), math.floor(shape.north) + 1)
+        lons = range(math.floor(shape.west), math.floor(shape.east) + 1)
+        if len(lats) * len(lons) > GeoIndex.MAX_CELLS:
+            return None
+        return lats, lons
+
+    def add(self, item: Any) -> None:
+        self.items[item.key] = item
+        span = self._span(item.cond.shape)
+        if span is None:
+            self.large.append(item)
+            return
+        for lat in span[0]:
+            for lon in span[1]:
+                self.cells.setdefault((lat, lon), []).append(item)
+
+    def remove(self, item: Any) -> None:
+        del self.items[item.key]
+        span = self._span(item.cond.shape)
+        if span is None:
+            self.large.remove(item)
+            return
+        for lat in span[0]:
+            for lon in span[1]:
+                bucket = self.cells[(lat, lon)]
+                bucket.remove(item)
+                if not bucket:
+                    del self.cells[(lat, lon)]
+
+    def query(self, lat: float, lon: float, out: list[Any]) -> None:
+        """Append every item whose shape contains the point."""
+        if self.cells and math.isfinite(lat) and math.isfinite(lon):
+            for item in self.cells.get((math.floor(lat), math.floor(lon)), ()):
+                if item.cond.shape.contains(lat, lon):
+                    out.append(item)
+        for item in self.large:
+            if item.cond.shape.contains(lat, lon):
+                out.append(item)

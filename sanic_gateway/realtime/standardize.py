@@ -90,9 +90,14 @@ def _fail(message: str, keyword: str, path: str) -> NoReturn:
     raise FilterError(message, keyword, path)
 
 
+MAX_DEPTH = 100  # path segments: every level of operands adds at least one
+
+
 def _standardize(filter_: Any, path: str) -> Node:
     if filter_ is None or filter_ == {}:
         return ("true",)
+    if path.count(".") > MAX_DEPTH:
+        _fail("the filter is nested too deeply", "", path)
     if not isinstance(filter_, dict):
         _fail("a filter must be an object", "", path)
     if len(filter_) > 1:
@@ -276,6 +281,10 @@ def _geo_bounding_box(body: Any, path: str) -> Node:
                      "bottom": bottom_right[0], "right": bottom_right[1]}
     if len(found) != 4:
         _fail("unrecognized geo-point format", "geoBoundingBox", where)
+    if not found["bottom"] < found["top"]:
+        _fail("the bottom latitude must be below the top one", "geoBoundingBox", where)
+    if not found["left"] < found["right"]:
+        _fail("the left longitude must be west of the right one", "geoBoundingBox", where)
     shape = geo.box(found["top"], found["left"], found["bottom"], found["right"])
     return ("lit", C.geospatial("geoBoundingBox", field, found, shape))
 
