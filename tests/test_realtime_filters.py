@@ -331,3 +331,31 @@ def test_many_geo_shapes_through_the_grid():
         assert set(engine.test("i", "c", doc)) == expected
         found += len(expected)
     assert found > 100, found
+
+
+def test_integral_floats_are_the_same_numbers():
+    engine = Engine()
+    one = engine.register("i", "c", {"equals": {"a": 1}})
+    assert engine.register("i", "c", {"equals": {"a": 1.0}}) == one
+    assert engine.register("i", "c", {"exists": "n[1.0]"}) == engine.register(
+        "i", "c", {"exists": "n[1]"})
+    assert engine.register("i", "c", {"range": {"a": {"gt": 1.0}}}) == engine.register(
+        "i", "c", {"range": {"a": {"gt": 1}}})
+    assert engine.test("i", "c", {"a": 1.0}) == [one]
+
+
+def test_unusual_values_are_handled():
+    engine = Engine()
+    big = engine.register("i", "c", {"equals": {"a": 10**20}})
+    assert engine.register("i", "c", {"equals": {"a": 1e20}}) == big
+    assert engine.test("i", "c", {"a": 10**20}) == [big]
+    odd = engine.register("i", "c", {"equals": {"a": "\ud800"}})
+    assert engine.test("i", "c", {"a": "\ud800"}) == [odd]
+
+
+def test_regexps_on_strings_with_lone_surrogates():
+    engine = Engine()
+    room = engine.register("i", "c", {"regexp": {"a": "^x"}})
+    negated = engine.register("i", "c", {"not": {"regexp": {"a": "^x"}}})
+    assert engine.test("i", "c", {"a": "x\ud800"}) == [room]
+    assert engine.test("i", "c", {"a": "\ud800"}) == [negated]

@@ -179,3 +179,43 @@ def test_normal_form_has_koncordes_shape(filter_):
     key = lambda form: sorted(json.dumps(sorted(json.dumps(c, sort_keys=True) for c in t))  # noqa: E731
                               for t in form)
     assert key(ours) == key(theirs)
+
+
+EDGE_FILTERS = [
+    {"equals": {"a": None}}, {"equals": {"a": 0}}, {"equals": {"a": False}}, {"equals": {"a": ""}},
+    {"equals": {"a.b": 1}}, {"equals": {"_id": "x"}}, {"exists": "a"}, {"exists": "a.b"},
+    {"missing": "a.b"}, {"exists": "a[null]"}, {"exists": "a[1]"}, {"exists": "a[false]"},
+    {"exists": 'a["1"]'}, {"exists": "a[1.0]"}, {"exists": "a[[1]]"}, {"range": {"a": {"gt": 0}}},
+    {"range": {"a": {"lte": 1}}}, {"not": {"range": {"a": {"gte": 0, "lt": 1}}}},
+    {"regexp": {"a": "^$"}}, {"not": {"regexp": {"a": "^1"}}}, {"not": {"regexp": {"a": "true"}}},
+    {"not": {"regexp": {"a": "^\\[object"}}}, {"regexp": {"a": {"value": "A.B", "flags": "is"}}},
+    {"regexp": {"a": {"value": "^b", "flags": "m"}}}, {"ids": {"values": ["1"]}},
+    {"geoDistance": {"a": [0, 0], "distance": "200km"}},
+    {"not": {"geoDistance": {"a": [0, 0], "distance": "200km"}}},
+    {"and": [{"not": {"equals": {"a": 1}}}, {"not": {"exists": "b"}}]},
+    {"bool": {"should_not": [{"exists": "a"}, {"exists": "b"}]}},
+    {"or": [{"equals": {"a": 1}}, {"range": {"a": {"gt": 5}}}, {"missing": "a"}]},
+]
+EDGE_DOCUMENTS = [
+    {}, {"a": None}, {"a": 0}, {"a": False}, {"a": ""}, {"a": 1}, {"a": 1.0}, {"a": True},
+    {"a": "1"}, {"a": 0.5}, {"a": -0.0}, {"a": [1]}, {"a": [None]}, {"a": ["1", False]},
+    {"a": [[1]]}, {"a": {"b": 1}}, {"a": {"b": None}}, {"a": {}}, {"a": "a\nb"}, {"a": "x\nby"},
+    {"a": 12}, {"a": [1, 2]}, {"a": {"c": 1}}, {"a": "0.5, 0.5"}, {"a": "s00000"},
+    {"a": {"lat": "0.1", "lon": "0.1"}}, {"a": "5, 5"}, {"a": "no, where"}, {"a": [0.1, 0.2, 3]},
+    {"a": 1, "b": 2}, {"b": 0}, {"a": {"lat_lon": "1,1"}}, {"a": {"latLon": [3, 3]}},
+]
+
+
+def test_edge_cases_match_as_in_koncorde():
+    documents = [{"body": doc, "id": doc_id} for doc in EDGE_DOCUMENTS for doc_id in (None, "1")]
+    theirs = run_koncorde("match", {"filters": EDGE_FILTERS, "documents": documents})
+    assert all(isinstance(i, str) for i in theirs["ids"]), theirs["ids"]
+    engine = Engine()
+    rooms = [engine.register("i", "c", f) for f in EDGE_FILTERS]
+    differ = []
+    for doc, expected in zip(documents, theirs["matches"], strict=True):
+        found = set(engine.test("i", "c", doc["body"], id=doc["id"]))
+        ours = [i for i, room in enumerate(rooms) if room in found]
+        if ours != expected:
+            differ.append((doc, [EDGE_FILTERS[i] for i in set(ours) ^ set(expected)]))
+    assert not differ, differ[:3]

@@ -6,18 +6,22 @@ JSON text), so the engine stores and tests it once.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import orjson
 
 from . import geo
-from .values import scalar_key
+from .values import js_value, scalar_key
 
 
 def canonical(obj: Any) -> str:
     """Stable JSON text (sorted keys): the identity of conditions and the input of room ids."""
-    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # what orjson refuses (lone surrogates): the standard library escapes it
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
 class Condition:
@@ -50,19 +54,22 @@ class Condition:
 
 
 def equals(field: str, value: Any) -> Condition:
+    value = js_value(value)
     cond = Condition("equals", field, {"equals": {field: value}})
     cond.value = scalar_key(value)
     return cond
 
 
 def exists(field: str, array: bool = False, value: Any = None) -> Condition:
+    value = js_value(value)
     cond = Condition("exists", field, {"exists": {"path": field, "array": array, "value": value}})
     cond.value = (array, value)
     return cond
 
 
 def range_(field: str, bounds: dict[str, float]) -> Condition:
-    cond = Condition("range", field, {"range": {field: dict(bounds)}})
+    bounds = {name: js_value(bound) for name, bound in bounds.items()}
+    cond = Condition("range", field, {"range": {field: bounds}})
     for name, bound in bounds.items():
         if name == "gte":
             cond.low = float(bound)

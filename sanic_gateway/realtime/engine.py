@@ -22,7 +22,16 @@ from .geo import GeoIndex, convert_geopoint
 from .normalize import Conjunction, count_conditions, to_dnf, to_json
 from .ranges import RangeIndex
 from .standardize import FilterError, standardize
-from .values import FALSE_KEY, MISSING, TRUE_KEY, flatten, is_number, js_string, truthy
+from .values import (
+    FALSE_KEY,
+    MISSING,
+    TRUE_KEY,
+    flatten,
+    is_number,
+    js_string,
+    truthy,
+    utf8_safe,
+)
 
 
 @dataclass(frozen=True)
@@ -273,12 +282,15 @@ class _Collection:
             if value is MISSING:
                 continue
             if isinstance(value, str):
-                for stored in table.values():
-                    if stored.cond.regexp.search(value):
-                        hits.append(stored)
+                try:
+                    found = [s for s in table.values() if s.cond.regexp.search(value)]
+                except UnicodeEncodeError:  # lone surrogates: RE2 reads UTF-8 only
+                    text = utf8_safe(value)
+                    found = [s for s in table.values() if s.cond.regexp.search(text)]
+                hits.extend(found)
             else:
                 # Koncorde's `not regexp` tests the string form of a non-string value.
-                text = js_string(value)
+                text = utf8_safe(js_string(value))
                 for stored in table.values():
                     if stored.neg and stored.cond.regexp.search(text):
                         kills.append(stored)

@@ -12,7 +12,7 @@ from typing import Any
 from . import conditions as C
 from .geo import convert_geopoint
 from .standardize import standardize
-from .values import MISSING, flatten, is_number, is_scalar, js_string, truthy
+from .values import MISSING, flatten, is_number, is_scalar, js_string, truthy, utf8_safe
 
 
 def matches(filter_: Any, document: dict[str, Any], id: str | None = None) -> bool:
@@ -87,9 +87,9 @@ def _leaf(cond: C.Condition, doc: dict[str, Any], negated: bool) -> bool:
         if value is MISSING:
             ok = False
         elif isinstance(value, str):
-            ok = cond.regexp.search(value) is not None
+            ok = cond.regexp.search(utf8_safe(value)) is not None
         elif negated:  # Koncorde's `not regexp` tests the string form of other values
-            return cond.regexp.search(js_string(value)) is None
+            return cond.regexp.search(utf8_safe(js_string(value))) is None
         else:
             ok = False
     elif keyword == "geospatial":

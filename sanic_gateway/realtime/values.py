@@ -42,6 +42,17 @@ def is_number(value: Any) -> bool:
     return cls is int or cls is float
 
 
+def js_value(value: Any) -> Any:
+    """One spelling per JavaScript number: integral floats as ints (1.0 is 1, -0.0 is 0), and
+    integers too large for 64 bits as floats (JavaScript has only doubles)."""
+    cls = value.__class__
+    if cls is float and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    if cls is int and abs(value) >= 2**63:
+        return float(value)
+    return value
+
+
 def scalar_key(value: Any) -> Any:
     """Key under which a scalar is stored, equal exactly when JavaScript's SameValueZero says so."""
     if value is True:
@@ -102,6 +113,15 @@ def js_string(value: Any) -> str:
     if isinstance(value, list):
         return ",".join("" if item is None else js_string(item) for item in value)
     return "[object Object]"
+
+
+def utf8_safe(text: str) -> str:
+    """The text RE2 can read: lone surrogates (valid in JSON, not in UTF-8) replaced."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def parse_json_strict(text: str) -> Any:
