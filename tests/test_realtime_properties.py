@@ -10,7 +10,7 @@ from sanic_gateway.realtime import Engine
 from sanic_gateway.realtime.reference import matches
 
 FIELDS = ["a", "b", "c.d", "tags"]
-SCALARS = st.sampled_from([0, 1, 2, 2.5, -1, "x", "y", "1", True, False, None])
+SCALARS = st.sampled_from([0, 1, 1.0, -0.0, 2, 2.5, -1, "x", "y", "1", True, False, None])
 STRINGS = st.sampled_from(["x", "y", "1", "xy"])
 POINTS = st.sampled_from([
     {"lat": 43.6, "lon": 3.9}, [43.61, 3.91], "43.7, 4.0", "spfb09puk", {"lat": 10, "lon": 10},
@@ -66,6 +66,7 @@ DOCUMENTS = st.fixed_dictionaries({}, optional={
 IDS = st.one_of(st.none(), STRINGS)
 SETTINGS = settings(max_examples=300, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+LIGHTER = settings(SETTINGS, max_examples=150)
 
 
 def _engine() -> Engine:
@@ -90,7 +91,7 @@ def test_engine_agrees_with_the_plain_evaluator(filters, documents, data):
             live = {i for i in live if rooms[i] not in {rooms[j] for j in removed}}
 
 
-@SETTINGS
+@LIGHTER
 @given(FILTERS, FILTERS)
 def test_equivalent_writings_share_a_room(f, g):
     engine = _engine()
@@ -105,7 +106,7 @@ def test_equivalent_writings_share_a_room(f, g):
     assert engine.normalize("i", "c", {"not": {"bool": {"must_not": [f, g]}}}).id == either
 
 
-@SETTINGS
+@LIGHTER
 @given(FILTERS, FILTERS, st.lists(st.tuples(DOCUMENTS, IDS), min_size=1, max_size=8))
 def test_one_room_id_means_one_meaning(f, g, documents):
     engine = _engine()

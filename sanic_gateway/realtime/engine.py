@@ -1,9 +1,9 @@
 """The filter engine: rooms registered per index/collection, documents matched through indexes.
 
 Each condition is stored once per collection and indexed by keyword and field (hash maps for
-equals and array values, an interval tree for range, compiled expressions for regexp, bounding
-boxes for geo). A document is flattened once, the indexes give the conditions it satisfies, and a
-counter per conjunction ("subfilter") tells which are complete; a negated literal is satisfied
+equals and array values, an interval tree for range, compiled expressions for regexp, a grid of
+cells for geo). A document is flattened once, the indexes give the conditions it satisfies, and
+a counter per conjunction ("subfilter") tells which are complete; a negated literal is satisfied
 unless its condition matched. No filter is ever evaluated by walking its tree.
 """
 
@@ -27,7 +27,6 @@ from .values import (
     MISSING,
     TRUE_KEY,
     flatten,
-    is_number,
     js_string,
     truthy,
     utf8_safe,
@@ -450,4 +449,4 @@ class Engine:
         return coll.match(doc)
 
 
-__all__ = ["Engine", "Normalized", "is_number"]
+__all__ = ["Engine", "Normalized"]
