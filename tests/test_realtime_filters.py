@@ -359,3 +359,10 @@ def test_regexps_on_strings_with_lone_surrogates():
     negated = engine.register("i", "c", {"not": {"regexp": {"a": "^x"}}})
     assert engine.test("i", "c", {"a": "x\ud800"}) == [room]
     assert engine.test("i", "c", {"a": "\ud800"}) == [negated]
+
+
+def test_load_refuses_what_is_not_a_normal_form():
+    engine = Engine()
+    for bad in ([[{"equals": {"a": 1, "b": 2}, "not": False}]], [[{"foo": {}}]], [["x"]]):
+        with pytest.raises(ValueError):
+            engine.load("i", "c", bad)

@@ -132,3 +132,16 @@ def test_documented_equivalences():
     never = {"and": [{"equals": {"a": 1}}, {"equals": {"a": 2}}]}
     assert engine.normalize("i", "c", never).filter == [[{"nothing": True}]]
     assert engine.normalize("i", "c", {}).filter == [[{"everything": True}]]
+
+
+@LIGHTER
+@given(FILTERS, st.lists(st.tuples(DOCUMENTS, IDS), min_size=1, max_size=6))
+def test_a_normal_form_sent_to_another_node_gives_the_same_room(f, documents):
+    import orjson
+
+    here, there = _engine(), _engine()
+    room = here.register("i", "c", f)
+    wire = orjson.loads(orjson.dumps(here.get(room).filter))  # as another node receives it
+    assert there.store(there.load("i", "c", wire)) == room
+    for doc, doc_id in documents:
+        assert there.test("i", "c", doc, id=doc_id) == here.test("i", "c", doc, id=doc_id)

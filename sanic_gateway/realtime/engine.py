@@ -19,7 +19,7 @@ from typing import Any
 from .. import errors
 from . import conditions as C
 from .geo import GeoIndex, convert_geopoint
-from .normalize import Conjunction, count_conditions, to_dnf, to_json
+from .normalize import Conjunction, count_conditions, from_json, to_dnf, to_json
 from .ranges import RangeIndex
 from .standardize import FilterError, standardize
 from .values import (
@@ -353,7 +353,20 @@ class Engine:
 
     def normalize(self, index: str, collection: str, filter_: Any) -> Normalized:
         """The normal form and room id of a filter, without registering it."""
-        terms = self._dnf(filter_)
+        return self._normalized(index, collection, self._dnf(filter_))
+
+    def load(self, index: str, collection: str, form: list[list[dict[str, Any]]]) -> Normalized:
+        """A normal form received from another node (`Normalized.filter`), ready for `store`.
+
+        Its room id is the one the other node computed (with the same seed).
+        """
+        try:
+            terms = from_json(form)
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+            raise ValueError(f"not a normal form: {exc}") from None
+        return self._normalized(index, collection, terms)
+
+    def _normalized(self, index: str, collection: str, terms: list[Conjunction]) -> Normalized:
         form = to_json(terms)
         payload = C.canonical({"collection": collection, "filter": form, "index": index})
         if self.seed is None:

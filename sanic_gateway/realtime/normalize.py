@@ -167,3 +167,55 @@ def to_json(dnf: list[Conjunction]) -> list[list[dict[str, Any]]]:
         out.append([dict(cond.json, **{"not": negated})
                     for cond, negated in sorted(term, key=lambda lit: (lit[0].key, lit[1]))])
     return out
+
+
+def from_json(form: list[list[dict[str, Any]]]) -> list[Conjunction]:
+    """The conjunctions of a normal form given in Koncorde's shape (as `to_json` writes it).
+
+    For normal forms received from a trusted peer (another node); raises ValueError if the form
+    is not one.
+    """
+    from . import geo
+    from .standardize import compile_regexp
+
+    terms: list[Conjunction] = []
+    for conjunction in form:
+        literals = []
+        for item in conjunction:
+            keyword = next((k for k in item if k != "not"), None)
+            if keyword == "everything":
+                return [frozenset()]
+            if keyword == "nothing":
+                return []
+            body = item[keyword]
+            if keyword == "equals":
+                (field, value), = body.items()
+                cond = C.equals(field, value)
+            elif keyword == "exists":
+                cond = C.exists(body["path"], bool(body["array"]), body["value"])
+            elif keyword == "range":
+                (field, bounds), = body.items()
+                cond = C.range_(field, bounds)
+            elif keyword == "regexp":
+                (field, spec), = body.items()
+                flags = spec.get("flags") or ""
+                cond = C.regexp(field, spec["value"], flags, compile_regexp(spec["value"], flags))
+            elif keyword == "geospatial":
+                (kind, shape_body), = body.items()
+                (field, d), = shape_body.items()
+                if kind == "geoBoundingBox":
+                    shape = geo.box(d["top"], d["left"], d["bottom"], d["right"])
+                elif kind == "geoDistance":
+                    shape = geo.circle(d["lat"], d["lon"], d["distance"])
+                elif kind == "geoDistanceRange":
+                    shape = geo.annulus(d["lat"], d["lon"], d["from"], d["to"])
+                elif kind == "geoPolygon":
+                    shape = geo.polygon([(p[0], p[1]) for p in d])
+                else:
+                    raise ValueError(f"unknown geospatial kind {kind!r}")
+                cond = C.geospatial(kind, field, d, shape)
+            else:
+                raise ValueError(f"unknown keyword {keyword!r} in a normal form")
+            literals.append((cond, bool(item.get("not", False))))
+        terms.append(frozenset(literals))
+    return sorted(terms, key=_term_key)
