@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sanic_gateway.errors import BadRequestError
-from sanic_gateway.realtime import Engine
+from sanic_gateway.realtime import REGEXP_ENGINE, Engine
 from sanic_gateway.realtime.geo import convert_distance, convert_geopoint, decode_geohash
 
 GRACE = {"firstName": "Grace", "lastName": "Hopper", "age": 85, "city": "NYC",
@@ -366,3 +366,12 @@ def test_load_refuses_what_is_not_a_normal_form():
     for bad in ([[{"equals": {"a": 1, "b": 2}, "not": False}]], [[{"foo": {}}]], [["x"]]):
         with pytest.raises(ValueError):
             engine.load("i", "c", bad)
+
+
+@pytest.mark.skipif(REGEXP_ENGINE != "re2", reason="google-re2 not installed")
+def test_javascript_escapes_in_regexps():
+    engine = Engine()
+    room = engine.register("i", "c", {"regexp": {"a": "^\\u00e9\\u{1F600}\\cJ$"}})
+    literal = engine.register("i", "c", {"regexp": {"a": "^\\\\u00e9$"}})
+    assert engine.test("i", "c", {"a": "\u00e9\U0001F600\n"}) == [room]
+    assert engine.test("i", "c", {"a": "\\u00e9"}) == [literal]

@@ -62,11 +62,24 @@ def standardize(filter_: Any) -> Node:
         raise error from None
 
 
+# JavaScript escapes RE2 spells differently (node's re2 translates them the same way)
+_JS_ESCAPES = re.compile(
+    r"(?<!\\)((?:\\\\)*)\\(?:u\{([0-9a-fA-F]+)\}|u([0-9a-fA-F]{4})|c([A-Za-z]))")
+
+
+def _translate(match: re.Match[str]) -> str:
+    code = match.group(2) or match.group(3)
+    if code is None:
+        code = format(ord(match.group(4)) & 31, "x")
+    return f"{match.group(1)}\\x{{{code}}}"
+
+
 def compile_regexp(pattern: str, flags: str) -> Any:
     """The compiled expression (RE2 when available); raises ValueError when it cannot compile."""
     inline = "".join(sorted(set(flags) & set("ims")))
     source = f"(?{inline}){pattern}" if inline else pattern
     if _re2 is not None:
+        source = _JS_ESCAPES.sub(_translate, source)
         try:
             return _re2.compile(source, _RE2_OPTIONS)
         except Exception as exc:  # re2 raises its own error type
