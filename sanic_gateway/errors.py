@@ -158,6 +158,7 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
             "too_deep": (
                 20, "BadRequestError",
                 'Argument "%s" is nested too deeply (at most %s levels of objects and arrays).'),
+            "koncorde_dsl_error": (14, "BadRequestError", "%s"),
         }),
         "process": (2, {
             "overloaded": (
