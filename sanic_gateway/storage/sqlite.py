@@ -89,11 +89,37 @@ class SqliteDialect(Dialect):
     def ids(self, values: list[str]) -> str:
         return f"id IN (SELECT value FROM json_each({self.bind(json.dumps(values))}))"
 
+    def any_equals(self, path: list[str], values: list[Scalar]) -> str:
+        return (f"gw_any_equals(body, {self.bind(json.dumps(path))}, "
+                f"{self.bind(json.dumps(values))})")
+
     def sort_key(self, path: list[str]) -> list[str]:
         rank = (f"CASE json_type(body, {self._path(path)}) WHEN 'integer' THEN 1 "
                 "WHEN 'real' THEN 1 WHEN 'text' THEN 2 WHEN 'true' THEN 3 WHEN 'false' THEN 3 "
                 "WHEN 'array' THEN 4 WHEN 'object' THEN 4 END")
         return [rank, f"json_extract(body, {self._path(path)})"]
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    return "number" if isinstance(value, int | float) else type(value).__name__
+
+
+def any_equals(body: str, path_json: str, values_json: str) -> int:
+    """SQL function gw_any_equals: PostgreSQL's lax JSONPath `$.a.b ? (@ == $v[*])`."""
+    try:
+        current: list[Any] = [json.loads(body)]
+        for part in json.loads(path_json):
+            current = [item[part] for node in current
+                       for item in (node if isinstance(node, list) else [node])
+                       if isinstance(item, dict) and part in item]
+        found = [item for node in current for item in (node if isinstance(node, list) else [node])]
+        wanted = json.loads(values_json)
+        return int(any(_kind(a) == _kind(b) and a == b for a in found for b in wanted
+                       if not isinstance(a, dict | list)))
+    except (ValueError, TypeError):
+        return 0
 
 
 def _unavailable(exc: BaseException) -> errors.GatewayError:
@@ -119,6 +145,7 @@ class SqliteStorage(Storage):
             Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._db.create_function("gw_any_equals", 3, any_equals, deterministic=True)
         except (sqlite3.Error, OSError) as exc:
             raise _unavailable(exc) from exc
         db = self._db
