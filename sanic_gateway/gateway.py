@@ -24,7 +24,8 @@ from .funnel import Funnel
 from .plugins import GatewayPluginManager, LoadedPlugin, PluginContext, load_plugins
 from .plugins.functions import FunctionError, resolve
 from .security import OpenPolicy
-from .security.declared import closed_warnings
+from .security.declared import check_declared_api, closed_warnings
+from .security.rights import role_api
 from .security.service import Security
 from .security.strategies import check_signature, strategy_from_callables
 from .storage import Storage, open_storage
@@ -81,6 +82,8 @@ class Gateway:
                 gateway.api.add(controller)
         for plugin in load_plugins(config, issues):
             gateway._add_plugin(plugin, issues)
+        if not issues:  # roles name existing controllers and actions, plugins' included
+            issues += check_declared_api(config.data, role_api(gateway.api), config.issue)
         if issues:
             raise ConfigError(issues)
         gateway.warnings = closed_warnings(config.data, gateway.plugin_controllers(),

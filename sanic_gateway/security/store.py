@@ -121,14 +121,24 @@ class SecurityStore:
         current = (await self.get_profile(profile_id))["_source"]
         return await self.put_profile(profile_id, {**current, **(changes or {})})
 
-    async def delete_profile(self, profile_id: str) -> None:
+    async def delete_profile(self, profile_id: str, *, remove_from_users: bool = False,
+                             ) -> None:
+        """Refused while users have the profile, unless `remove_from_users`: then it is taken
+        from them (a user left without profile gets `anonymous`, as in Kuzzle), all in one
+        transaction."""
         if profile_id in PROTECTED:
             raise errors.get("security.profile.cannot_delete")
         await self.get_profile(profile_id)
-        for user in await self._all(USERS):
-            if profile_id in user["_source"].get("profileIds", []):
-                raise errors.get("security.profile.in_use", profile_id)
-        await self.storage.delete(PROFILES, profile_id)
+        holders = [u for u in await self._all(USERS)
+                   if profile_id in u["_source"].get("profileIds", [])]
+        if holders and not remove_from_users:
+            raise errors.get("security.profile.in_use", profile_id)
+        async with self.storage.transaction():
+            for user in holders:
+                left = [p for p in user["_source"]["profileIds"] if p != profile_id]
+                await self.storage.update(USERS, user["_id"],
+                                          {"profileIds": left or ["anonymous"]})
+            await self.storage.delete(PROFILES, profile_id)
         self.forget()
 
     # -- users -------------------------------------------------------------------------------

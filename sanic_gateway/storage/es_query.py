@@ -6,8 +6,9 @@ filter. Elasticsearch's meaning is kept where SQL can hold it: `term`, `terms` a
 find a value inside arrays, also through arrays of objects (`policies.roleId`); `match` is
 exact (the security mappings hold keywords: no text analysis); `exists` ignores nulls; `bool`'s
 `should` only matters alone or with `minimum_should_match` (it scores otherwise). Depth and
-number of clauses have the bounds of Koncorde filters. With `fields`, a query may only name the
-fields it allows (the collection's mapping).
+number of clauses have the bounds of Koncorde filters. With `fields` (the collection's
+mapping), a field it does not allow holds nothing, as an unmapped field in Elasticsearch: a
+clause on it matches no document.
 """
 
 from __future__ import annotations
@@ -66,11 +67,11 @@ class _Translator:
         self.fields = fields
         self.clauses = 0
 
-    def field(self, name: Any, keyword: str) -> list[str]:
+    def field(self, name: Any, keyword: str) -> list[str] | None:
+        """The field's path, None if the mapping leaves it out (nothing matches it)."""
         path = parse_field(name, keyword)
         if self.fields is not None and name != "_id" and not self.fields(name):
-            raise _invalid(f"{keyword}: field {name!r} is not in the mapping (only mapped "
-                           "fields can be searched: update the mapping to add it)")
+            return None
         return path
 
     def node(self, query: Any, depth: int) -> Node:
@@ -107,10 +108,10 @@ class _Translator:
             raise _invalid(f'"{keyword}" takes exactly one field')
         return named[0], body[named[0]]
 
-    def _values(self, path: list[str], values: list[Any], keyword: str) -> Node:
+    def _values(self, path: list[str] | None, values: list[Any], keyword: str) -> Node:
         kept = [_scalar(v, keyword) for v in values
                 if not isinstance(v, str) or storable_text(v)]
-        return ("any", path, kept) if kept else ("false",)
+        return ("any", path, kept) if kept and path is not None else ("false",)
 
     def k_term(self, body: Any, depth: int) -> Node:
         name, value = self._one_field(body, "term")
@@ -159,12 +160,13 @@ class _Translator:
             parts.append((_RANGE[op], _scalar(value, "range")))
         if not parts:
             raise _invalid('"range" needs gt, gte, lt or lte')
-        return ("range", path, parts)
+        return ("range", path, parts) if path is not None else ("false",)
 
     def k_exists(self, body: Any, depth: int) -> Node:
         if not isinstance(body, dict) or set(body) - {"field", "boost"} or "field" not in body:
             raise _invalid('"exists" takes {"field": name}')
-        return ("exists", self.field(body["field"], "exists"))
+        path = self.field(body["field"], "exists")
+        return ("exists", path) if path is not None else ("false",)
 
     def k_bool(self, body: Any, depth: int) -> Node:
         if not isinstance(body, dict) or set(body) - _BOOL_KEYS:
