@@ -3,6 +3,9 @@ its routes, arguments, result shapes, error ids and statuses."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -485,3 +488,62 @@ async def test_anonymous_strategies_and_m_get_by_get(serve):
     r = ok(await client.post("/users/_mGet", headers=admin, json={"ids": ["alice"]}))
     assert [h["_id"] for h in r["hits"]] == ["alice"]
     denied(await client.get("/users/_mGet", headers=admin), 400, "api.assert.invalid_type")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+needs_sdk = pytest.mark.skipif(
+    shutil.which("node") is None or not (ROOT / "node_modules" / "kuzzle-sdk").is_dir(),
+    reason="needs node and `npm ci` (kuzzle-sdk)")
+
+
+@needs_sdk
+async def test_kuzzle_sdk_security_methods(serve):
+    # the SDK reads /_publicApi at connect, as a visitor (Kuzzle's anonymous role allows it)
+    text = closed_yaml().replace("server: {actions: {now: true}}",
+                                 "server: {actions: {now: true, publicApi: true}}")
+    assert "publicApi: true" in text
+    served = await serve(text)
+    port = served.url.rsplit(":", 1)[1]
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(ROOT / "tests" / "kuzzle_sdk" / "security_scenario.js"), port, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    steps = {e["step"]: e for e in map(json.loads, out.decode().splitlines())}
+    assert "networkError" not in steps, steps
+    value = {name: e["value"] for name, e in steps.items() if e["ok"]}
+    error = {name: (e["error"]["status"], e["error"]["id"])
+             for name, e in steps.items() if not e["ok"]}
+    assert "login" in value, (steps, err.decode())
+    assert value["checkRights allowed"] is True and value["checkRights denied"] is False
+    assert error["checkRights unknown user"] == (404, "security.user.not_found")
+    assert value["createRestrictedUser"] == ["default"]
+    assert error["createRestrictedUser profileIds"] == (400, "api.assert.forbidden_argument")
+    assert value["upsertUser"] == {"profileIds": ["readers"], "name": "Ursula", "lang": "fr"}
+    assert value["getCredentialFields"] == ["username", "password"]
+    assert value["getAllCredentialFields"] == {"local": ["username", "password"]}
+    assert value["getUserMapping"] == {"mapping": {"profileIds": {"type": "keyword"}}}
+    assert value["updateUserMapping"]["properties"]["name"] == {"type": "keyword"}
+    assert value["searchUsers term"] == ["rita"]
+    assert value["searchUsers koncorde"] == ["ursula"]
+    assert error["searchUsers unknown keyword"] == (400, "services.storage.unknown_query_keyword")
+    assert value["searchUsers scroll"] == ["alice", "rita", "ursula"]
+    assert value["searchProfiles scroll"] == ["readers"]
+    assert {"reader", "admin"} <= set(value["searchRoles controllers"])
+    assert value["searchUsersByCredentials"] == [{"kuid": "rita", "username": "rita"}]
+    assert value["createProfile tags"] == ["ops"]
+    assert error["createRole unknown controller"] == (400, "security.role.unknown_controller")
+    assert error["createRole unknown action"] == (400, "security.role.unknown_action")
+    assert value["createRole force"] == "later"
+    assert value["updateUser tagged"] == ["default", "tagged"]
+    assert error["deleteProfile in use"] == (412, "security.profile.in_use")
+    assert "deleteProfile remove" in value
+    assert value["rita profiles"] == ["default"]
+    assert value["getUserStrategies anonymous"] == []
+    assert value["mGetUsers"] == ["admin", "alice"]
+    assert "refresh" in value
+    assert value["getRoleMapping"] == ["controllers", "tags"]
+    assert value["getProfileMapping"] == ["policies", "tags"]
+    assert value["revokeTokens"] is None
+    assert value["mDeleteUsers"] == ["rita", "ursula"]
+    assert error["mDeleteUsers partial"] == (206, "services.storage.incomplete_delete")
+    assert value["mDeleteRoles"] == ["later"]

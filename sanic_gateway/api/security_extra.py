@@ -199,6 +199,9 @@ class SecurityExtras:
         size = inputs.int_arg(args.get("size"), "size", 10, MAX_SIZE)
         lang = search.lang_of(args)
         sort = (request.input.body or {}).get("sort")
+        if (request.input.body or {}).get("search_after") is not None:
+            raise errors.get("api.assert.invalid_argument", "body.search_after",
+                             "nothing: page with from and size, or with scroll")
         storage = self.security.storage
         compiled = await search.compile_query(storage, collection, query, sort, lang)
         found = await storage.search(collection, compiled, from_=start, size=size, sort=sort)
