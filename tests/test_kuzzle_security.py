@@ -230,6 +230,22 @@ async def test_searches_speak_elasticsearch_and_koncorde(storage_line, serve):  
     r = await client.post("/users/_search", headers=admin,
                           json={"query": {"exists": {"field": "age"}}, "sort": [{"age": "desc"}]})
     assert [h["_id"] for h in ok(r)["hits"]] == ["carol", "bob"]
+    # search_after: the page after given sort values (Kuzzle's SDK pages sorted searches so)
+    sort = [{"age": "desc"}, "_id"]
+    r = await client.post("/users/_search", headers=admin, json={
+        "query": {"exists": {"field": "age"}}, "sort": sort, "search_after": [40, "carol"]})
+    assert [h["_id"] for h in ok(r)["hits"]] == ["bob"]
+    r = await client.post("/users/_search", headers=admin, json={
+        "sort": ["_id"], "search_after": ["alice"]}, params={"size": 2})
+    assert [h["_id"] for h in ok(r)["hits"]] == ["bob", "carol"]
+    r = await client.post("/users/_search", headers=admin, json={
+        "query": {"equals": {"name": "Bob"}}, "sort": ["_id"], "search_after": ["a"]},
+        params={"lang": "koncorde"})
+    assert [h["_id"] for h in ok(r)["hits"]] == ["bob"]
+    for bad in ({"search_after": ["x"]}, {"sort": ["_id"], "search_after": ["x", 1]},
+                {"sort": ["_id"], "search_after": [None]}):
+        denied(await client.post("/users/_search", headers=admin, json=bad),
+               400, "api.assert.invalid_argument")
     # Koncorde, with lang (and, as before, without it when its keywords say so)
     koncorde = {"query": {"equals": {"name": "Carol"}}}
     assert await users(koncorde, lang="koncorde") == ["carol"]
@@ -528,6 +544,7 @@ async def test_kuzzle_sdk_security_methods(serve):
     assert error["searchUsers unknown keyword"] == (400, "services.storage.unknown_query_keyword")
     assert value["searchUsers scroll"] == ["alice", "rita", "ursula"]
     assert value["searchProfiles scroll"] == ["readers"]
+    assert value["searchUsers sorted pages"] == ["ursula", "rita", "alice", "admin"]
     assert {"reader", "admin"} <= set(value["searchRoles controllers"])
     assert value["searchUsersByCredentials"] == [{"kuid": "rita", "username": "rita"}]
     assert value["createProfile tags"] == ["ops"]

@@ -15,7 +15,7 @@ from ..security.policy import ANONYMOUS
 from ..security.rights import check_role, check_role_api, role_api
 from ..security.store import PROFILES, ROLES, USERS, user_from
 from ..storage.base import MAX_FROM, MAX_SIZE
-from ..storage.es_query import translate
+from ..storage.es_query import after, translate
 from .auth import strategy_arg, user_response
 
 log = logging.getLogger("sanic_gateway.security")
@@ -199,11 +199,12 @@ class SecurityExtras:
         size = inputs.int_arg(args.get("size"), "size", 10, MAX_SIZE)
         lang = search.lang_of(args)
         sort = (request.input.body or {}).get("sort")
-        if (request.input.body or {}).get("search_after") is not None:
-            raise errors.get("api.assert.invalid_argument", "body.search_after",
-                             "nothing: page with from and size, or with scroll")
         storage = self.security.storage
         compiled = await search.compile_query(storage, collection, query, sort, lang)
+        lang = "koncorde" if compiled is query else "elasticsearch"
+        search_after = (request.input.body or {}).get("search_after")
+        if search_after is not None:  # the SDK's next page of a sorted search
+            compiled = after(compiled, sort, search_after)
         found = await storage.search(collection, compiled, from_=start, size=size, sort=sort)
         out = {"total": found["total"], "hits": found["hits"]}
         ttl = args.get("scroll")
@@ -211,7 +212,8 @@ class SecurityExtras:
             seconds = search.scroll_ttl(ttl)
             out["scrollId"] = await search.open_scroll(storage, {
                 "collection": collection, "query": query, "sort": sort,
-                "lang": "koncorde" if compiled is query else "elasticsearch",
+                "lang": lang,
+                "after": search_after,
                 "offset": start + len(found["hits"]), "size": size, "total": found["total"],
             }, seconds)
         return out
@@ -224,6 +226,8 @@ class SecurityExtras:
         state = await search.take_scroll(storage, scroll_id, collection)
         compiled = await search.compile_query(storage, collection, state["query"],
                                               state["sort"], state["lang"])
+        if state.get("after") is not None:
+            compiled = after(compiled, state["sort"], state["after"])
         found = await storage.search(collection, compiled, from_=state["offset"],
                                      size=state["size"], sort=state["sort"])
         state = {**state, "offset": state["offset"] + len(found["hits"]),

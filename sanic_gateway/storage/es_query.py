@@ -24,7 +24,9 @@ from .base import (
     CompiledQuery,
     Dialect,
     _scalar,
+    compile_filter,
     parse_field,
+    parse_sort,
     storable_text,
 )
 
@@ -55,6 +57,27 @@ class EsQuery(CompiledQuery):
 
     def sql(self, dialect: Dialect) -> str:
         return _sql(self.tree, dialect)
+
+
+def after(query: Any, sort: Any, values: Any) -> EsQuery:
+    """`query` (an EsQuery or a Koncorde filter) limited to the documents sorted after
+    `values` (Elasticsearch's `search_after`: one value per sort key, numbers or strings)."""
+    keys = parse_sort(sort)
+    if not keys:
+        raise errors.get("api.assert.invalid_argument", "body.search_after",
+                         "used with body.sort")
+    if not isinstance(values, list) or len(values) != len(keys) or not all(
+            isinstance(v, str | int | float) and not isinstance(v, bool) for v in values):
+        raise errors.get("api.assert.invalid_argument", "body.search_after",
+                         "one number or string per sort key")
+    values = [_scalar(v, "search_after") for v in values]
+    branches: list[Node] = []
+    for i, (path, desc) in enumerate(keys):
+        op = "<" if desc else ">"
+        same = [("eq", keys[j][0], values[j]) for j in range(i)]
+        branches.append(("and", [*same, ("cmp", path, op, values[i])]))
+    base = query.tree if isinstance(query, EsQuery) else ("koncorde", query)
+    return EsQuery(("and", [base, ("or", branches)]))
 
 
 def translate(query: Any, fields: Callable[[str], bool] | None = None) -> EsQuery:
@@ -222,6 +245,15 @@ def _sql(node: Node, dialect: Dialect) -> str:
         return dialect.ids(node[1])
     if kind == "exists":
         return f"({dialect.exists(node[1])} AND NOT ({dialect.equals(node[1], None)}))"
+    if kind == "koncorde":
+        return f"({compile_filter(node[1], dialect)})"
+    if kind in ("eq", "cmp"):
+        path, value = node[1], node[-1]
+        if path is None:  # the document id, the sort's own `_id`
+            return f"id {'=' if kind == 'eq' else node[2]} {dialect.bind(value)}"
+        if kind == "eq":
+            return dialect.equals(path, value)
+        return dialect.compare(path, node[2], value)
     if kind == "range":
         return "(" + " AND ".join(dialect.compare(node[1], op, value)
                                   for op, value in node[2]) + ")"

@@ -45,6 +45,15 @@ const ids = (result) => result.hits.map((h) => h._id).sort();
     }
     return seen.sort();
   });
+  await step('searchUsers sorted pages', async () => {
+    let page = await sec.searchUsers({ query: { match_all: {} }, sort: [{ _id: 'desc' }] }, { size: 2 });
+    const seen = [];
+    while (page) {
+      seen.push(...page.hits.map((u) => u._id));
+      page = await page.next();
+    }
+    return seen;
+  });
   await step('searchProfiles scroll', async () => {
     let page = await sec.searchProfiles({ query: { term: { 'policies.roleId': 'reader' } } }, { size: 1, scroll: '10s' });
     const seen = [];
