@@ -16,12 +16,15 @@ import pytest
 
 from sanic_gateway.config import ConfigError, load_config
 from sanic_gateway.gateway import Gateway
+from sanic_gateway.security import search
+from sanic_gateway.security.store import RESTRICTED_ROLES
 from tests.security_helpers import bearer, closed_yaml, denied, login, query
 from tests.test_security import storage_line  # noqa: F401  (fixture)
 
 # Kuzzle 2.56's lib/api/httpRoutes.js, for the actions this gateway added
 KUZZLE_ROUTES = {
     ("post", "/_checkRights/:userId"): "checkRights",
+    ("post", "/_restrictDefaultRights"): "restrictDefaultRights",
     ("post", "/users/_createRestricted"): "createRestrictedUser",
     ("post", "/users/:_id/_createRestricted"): "createRestrictedUser",
     ("post", "/users/:_id/_upsert"): "upsertUser",
@@ -101,6 +104,18 @@ async def test_check_rights_of_another_user(serve):
     denied(await client.post("/_checkRights/admin", headers=alice,
                              json={"controller": "auth", "action": "login"}),
            403, "security.rights.forbidden")
+
+
+async def test_restrict_default_rights(serve):
+    served = await serve("auth: {jwt: {secret: a-test-secret-that-is-long-enough-0123456789}}\n")
+    client = served.client
+    # an open gateway: visitors may do anything, this included
+    assert ok(await client.post("/_restrictDefaultRights")) is None
+    denied(await client.post("/_restrictDefaultRights"), 401, "security.rights.unauthorized")
+    assert ok(await client.get("/_now"))  # what Kuzzle's restricted anonymous role keeps
+    store = served.gateway.security.store
+    for role_id in ("anonymous", "default"):
+        assert (await store.get_role(role_id))["_source"] == RESTRICTED_ROLES[role_id]
 
 
 async def test_create_restricted_user_gets_the_default_profile(serve):
@@ -332,6 +347,21 @@ async def test_scroll_users_and_profiles(serve):
            404, "services.storage.unknown_scroll_id")
     more = ok(await client.get(f"/profiles/_scroll/{profiles['scrollId']}", headers=admin))
     assert len(more["hits"]) == 1 and more["hits"][0]["_id"] != profiles["hits"][0]["_id"]
+
+
+async def test_scroll_cursors_are_bounded(serve, monkeypatch):
+    client, admin = await admin_client(serve)
+    monkeypatch.setattr(search, "MAX_CURSORS", 1)
+    first = ok(await client.post("/users/_search?size=1&scroll=5s", headers=admin, json={}))
+    assert first["scrollId"]
+    denied(await client.post("/users/_search?size=1&scroll=5s", headers=admin, json={}),
+           503, "api.process.overloaded")
+    # a search whose first page holds everything needs no cursor
+    assert ok(await client.post("/users/_search?size=10&scroll=5s", headers=admin,
+                                json={}))["scrollId"] is None
+    ok(await client.get(f"/users/_scroll/{first['scrollId']}", headers=admin))  # the last page
+    assert ok(await client.post("/users/_search?size=1&scroll=5s", headers=admin,
+                                json={}))["scrollId"]
 
 
 async def test_credentials_search_and_fields(serve):

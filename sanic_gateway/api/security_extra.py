@@ -13,7 +13,7 @@ from ..request import Request
 from ..security import search
 from ..security.policy import ANONYMOUS
 from ..security.rights import check_role, check_role_api, role_api
-from ..security.store import PROFILES, ROLES, USERS, user_from
+from ..security.store import PROFILES, RESTRICTED_ROLES, ROLES, USERS, user_from
 from ..storage.base import MAX_FROM, MAX_SIZE
 from ..storage.es_query import after, translate
 from .auth import strategy_arg, user_response
@@ -52,6 +52,8 @@ class SecurityExtras:
     def extra_actions(self) -> dict[str, Any]:
         return {
             "checkRights": (self.check_rights, [("post", "/_checkRights/:userId")]),
+            "restrictDefaultRights": (self.restrict_default_rights, [
+                ("post", "/_restrictDefaultRights")]),
             "createRestrictedUser": (self.create_restricted_user, [
                 ("post", "/users/_createRestricted"), ("post", "/users/:_id/_createRestricted")]),
             "upsertUser": (self.upsert_user, [("post", "/users/:_id/_upsert")]),
@@ -103,6 +105,13 @@ class SecurityExtras:
         return {"allowed": rights.allows(
             body["controller"], body["action"], index if isinstance(index, str) else None,
             collection if isinstance(collection, str) else None)}
+
+    async def restrict_default_rights(self, request: Request) -> None:
+        """What `createFirstAdmin?reset` does: the `anonymous` and `default` roles get
+        Kuzzle's restricted rights."""
+        for role_id, role in RESTRICTED_ROLES.items():
+            await self.security.store.put_role(role_id, role)
+        return None
 
     async def create_restricted_user(self, request: Request) -> dict[str, Any]:
         body = request.input.body or {}

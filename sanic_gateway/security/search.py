@@ -9,7 +9,8 @@ restricted.
 
 A scroll cursor is a storage entry expiring after its duration (at most MAX_SCROLL): it keeps
 the query and the position, and each `scroll*` call reads the next page of live data (not a
-snapshot, as Elasticsearch's is). It is gone once the last page is read.
+snapshot, as Elasticsearch's is). It is gone once the last page is read. At most MAX_CURSORS
+live at once.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..storage.es_query import looks_like_koncorde, translate
 MAPPINGS = "gateway.mappings"
 SCROLLS = "gateway.scrolls"
 MAX_SCROLL = 60.0  # seconds: Kuzzle's default maxScrollDuration ("1m")
+MAX_CURSORS = 10_000  # live cursors at once (all users); beyond, 503 until some expire
 _TTL_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 0.001}
 _DYNAMIC = ("true", "false", "strict")
@@ -182,6 +184,8 @@ async def open_scroll(storage: Storage, state: dict[str, Any], ttl: float) -> st
     """A cursor for the pages after the first (None when the first page holds all)."""
     if state["offset"] >= state["total"]:
         return None
+    if await storage.count(SCROLLS) >= MAX_CURSORS:
+        raise errors.get("api.process.overloaded")
     scroll_id = uuid.uuid4().hex
     await storage.create(SCROLLS, {**state, "ttl": ttl}, id=scroll_id, ttl=ttl)
     return scroll_id
