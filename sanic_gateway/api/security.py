@@ -13,6 +13,7 @@ from ..request import Request
 from ..security.store import PROFILES, RESTRICTED_ROLES, ROLES, USERS, user_from
 from ..security.strategies import Strategy
 from ..storage.base import MAX_FROM, MAX_SIZE
+from .apikeys import SecurityApiKeys
 from .auth import strategy_arg, user_response
 from .base import Controller, CoreController, controller
 from .security_extra import SecurityExtras, id_list
@@ -107,6 +108,7 @@ class SecurityController(SecurityExtras, CoreController):
             "getCredentials": (self.get_credentials, [("get", "/credentials/:strategy/:_id")]),
             "getCredentialsById": (self.get_credentials_by_id, [
                 ("get", "/credentials/:strategy/:_id/_byId")]),
+            **SecurityApiKeys(self).actions(),
             **self.extra_actions(),
         })]
 
