@@ -17,6 +17,7 @@ import pytest
 from sanic_gateway.config import ConfigError, load_config
 from sanic_gateway.gateway import Gateway
 from sanic_gateway.security import search
+from sanic_gateway.security.rights import check_role_api, role_api
 from sanic_gateway.security.store import RESTRICTED_ROLES
 from tests.security_helpers import bearer, closed_yaml, denied, login, query
 from tests.test_security import storage_line  # noqa: F401  (fixture)
@@ -543,7 +544,8 @@ needs_sdk = pytest.mark.skipif(
 
 
 @needs_sdk
-async def test_kuzzle_sdk_security_methods(serve):
+@pytest.mark.parametrize("protocol", ["http", "websocket"])
+async def test_kuzzle_sdk_security_methods(serve, protocol):
     # the SDK reads /_publicApi at connect, as a visitor (Kuzzle's anonymous role allows it)
     text = closed_yaml().replace("server: {actions: {now: true}}",
                                  "server: {actions: {now: true, publicApi: true}}")
@@ -551,7 +553,8 @@ async def test_kuzzle_sdk_security_methods(serve):
     served = await serve(text)
     port = served.url.rsplit(":", 1)[1]
     proc = await asyncio.create_subprocess_exec(
-        "node", str(ROOT / "tests" / "kuzzle_sdk" / "security_scenario.js"), port, cwd=ROOT,
+        "node", str(ROOT / "tests" / "kuzzle_sdk" / "security_scenario.js"), port, protocol,
+        cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     steps = {e["step"]: e for e in map(json.loads, out.decode().splitlines())}
@@ -594,3 +597,12 @@ async def test_kuzzle_sdk_security_methods(serve):
     assert value["mDeleteUsers"] == ["rita", "ursula"]
     assert error["mDeleteUsers partial"] == (206, "services.storage.incomplete_delete")
     assert value["mDeleteRoles"] == ["later"]
+
+
+def test_built_in_restricted_roles_name_existing_actions(tmp_path: Path):
+    """The rights `createFirstAdmin?reset` and `restrictDefaultRights` give pass the rule that
+    every role must pass."""
+    (tmp_path / "gateway.yaml").write_text(closed_yaml())
+    gateway = Gateway.build(load_config(tmp_path / "gateway.yaml"))
+    for role_id, body in RESTRICTED_ROLES.items():
+        check_role_api(role_id, body, role_api(gateway.api))
