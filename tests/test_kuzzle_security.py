@@ -19,8 +19,11 @@ from sanic_gateway.gateway import Gateway
 from sanic_gateway.security import search
 from sanic_gateway.security.rights import check_role_api, role_api
 from sanic_gateway.security.store import RESTRICTED_ROLES
+from sanic_gateway.storage.es_query import translate
+from sanic_gateway.storage.sqlite import any_equals
 from tests.security_helpers import bearer, closed_yaml, denied, login, query
 from tests.test_security import storage_line  # noqa: F401  (fixture)
+from tests.test_storage import open_url  # noqa: F401  (fixture)
 
 # Kuzzle 2.56's lib/api/httpRoutes.js, for the actions this gateway added
 KUZZLE_ROUTES = {
@@ -606,3 +609,37 @@ def test_built_in_restricted_roles_name_existing_actions(tmp_path: Path):
     gateway = Gateway.build(load_config(tmp_path / "gateway.yaml"))
     for role_id, body in RESTRICTED_ROLES.items():
         check_role_api(role_id, body, role_api(gateway.api))
+
+
+# -- the Elasticsearch language on both backends ----------------------------------------------
+
+TERM_DOCS = {
+    "scalar": {"a": "x"}, "array": {"a": ["x", 1]}, "nested": {"a": [["x"]]},
+    "deep": {"a": [[["x"]]]}, "object": {"a": {"k": "x"}}, "number": {"a": 1.0},
+    "true": {"a": True}, "null": {"a": None}, "nulls": {"a": [None, False]},
+    "digit": {"a": "1"}, "missing": {"b": "x"}, "objects": {"a": [{"k": "x"}]},
+    "nested_objects": {"a": [[{"k": "x"}]]}, "object_arrays": {"a": [{"k": [["x"]]}]},
+    "object_array": {"a": {"k": ["x"]}}, "mixed": {"a": [[1.0, None]]},
+}
+
+
+async def test_term_finds_values_in_arrays_alike_on_both_backends(open_url):  # noqa: F811
+    """`term`/`terms` follow PostgreSQL's lax JSONPath (each step unwraps an array level, the
+    comparison two); SQLite's SQL fast path (one key) and its gw_any_equals function
+    (longer paths) must find the very same documents, JSON types kept apart."""
+    storage = await open_url()
+    for kuid, doc in TERM_DOCS.items():
+        await storage.create("t", doc, id=kuid)
+    found = {}
+    for field in ("a", "a.k"):
+        for values in (["x"], [1], [True], [False], [None], ["1"], [1, "x"], [None, "k"]):
+            r = await storage.search("t", translate({"terms": {field: values}}), size=100)
+            found[field, json.dumps(values)] = sorted(h["_id"] for h in r["hits"])
+            expected = sorted(k for k, d in TERM_DOCS.items() if any_equals(
+                json.dumps(d), json.dumps(field.split(".")), json.dumps(values)))
+            assert found[field, json.dumps(values)] == expected, (field, values)
+    assert found["a", '["x"]'] == ["array", "nested", "scalar"]
+    assert found["a", "[1]"] == ["array", "mixed", "number"]
+    assert found["a", "[null]"] == ["mixed", "null", "nulls"]
+    assert found["a", '["1"]'] == ["digit"]
+    assert found["a.k", '["x"]'] == ["object", "object_array", "object_arrays", "objects"]
