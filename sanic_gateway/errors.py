@@ -71,6 +71,22 @@ class PreconditionError(GatewayError):
     default_id = "api.process.precondition_failed"
 
 
+class PartialError(GatewayError):
+    """Kuzzle's 206: the action did part of its work; `errors` lists what failed."""
+
+    status = 206
+    default_id = "services.storage.incomplete_delete"
+
+    def __init__(self, message: str = "", id: str | None = None, code: int | None = None,
+                 props: list[Any] | None = None) -> None:
+        super().__init__(message, id, code, props)
+        self.errors: list[GatewayError] = []
+
+    def to_dict(self, *, stack: str | None = None) -> dict[str, Any]:
+        return {**super().to_dict(stack=stack), "errors": [e.to_dict() for e in self.errors],
+                "count": len(self.errors)}
+
+
 class SizeLimitError(GatewayError):
     status = 413
     default_id = "api.assert.size_limit"
@@ -109,6 +125,7 @@ CLASSES: dict[str, type[GatewayError]] = {
         UnauthorizedError,
         ForbiddenError,
         NotFoundError,
+        PartialError,
         PreconditionError,
         SizeLimitError,
         TooManyRequestsError,
@@ -131,11 +148,29 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
     }),
     "services": (1, {
         "storage": (1, {
+            "write_limit_exceeded": (
+                4, "SizeLimitError",
+                "The number of documents edited by this request exceeds the configured server "
+                "limit."),
+            "incomplete_delete": (
+                9, "PartialError", "Couldn't delete all the requested documents: %s"),
             "not_found": (11, "NotFoundError", 'Document "%s" not found in "%s".'),
+            "unknown_scroll_id": (14, "NotFoundError", "Non-existing or expired scroll identifier."),
             "document_already_exists": (17, "BadRequestError", 'Document "%s" already exists in "%s".'),
             "invalid_argument": (19, "BadRequestError", 'Argument "%s" is invalid (expected: %s)'),
+            "invalid_mapping": (21, "BadRequestError", 'Invalid mapping property "mappings.%s".%s'),
+            "cannot_change_mapping": (
+                26, "BadRequestError", 'Field "%s" already has a mapping, and it cannot be changed'),
             "invalid_search_query": (
                 40, "BadRequestError", "Invalid search query: %s"),
+            "scroll_duration_too_great": (
+                44, "BadRequestError", 'Scroll duration "%s" is too great.'),
+            "unknown_query_keyword": (
+                45, "BadRequestError",
+                'The keyword "%s" is not part of Elasticsearch Query DSL. Are you trying to use a '
+                "Koncorde query?"),
+            "invalid_query_keyword": (
+                47, "BadRequestError", 'The "%s" keyword is not allowed in this query.'),
             "unavailable": (60, "ServiceUnavailableError", "Storage unavailable: %s"),
             "duplicate_value": (
                 101, "PreconditionError", 'A document of "%s" already has this value in "%s".'),
@@ -210,6 +245,9 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
             "missing_user": (20, "UnauthorizedError", "%s"),
             "missing_method": (
                 22, "PluginImplementationError", 'Strategy "%s": missing required method "%s".'),
+            "missing_optional_method": (
+                21, "PluginImplementationError",
+                '"%s" method is optional. The %s strategy plugin has not yet implemented it.'),
             "already_exists": (23, "PluginImplementationError", 'Strategy "%s" already exists.'),
         }),
         "runtime": (2, {
@@ -279,6 +317,12 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
                 "The following roles are protected and cannot be deleted: anonymous, default, admin"),
             "in_use": (4, "PreconditionError", 'The role "%s" is still used and cannot be deleted.'),
             "invalid_rights": (6, "BadRequestError", 'Invalid rights for role "%s" (path: "%s"): %s'),
+            "unknown_controller": (
+                9, "BadRequestError",
+                "Trying to set role %s with a non-existing controller '%s'. %s"),
+            "unknown_action": (
+                10, "BadRequestError",
+                "Trying to set role %s with a non-existing action '%s' in controller '%s'. %s"),
         }),
         "profile": (6, {
             "not_found": (1, "NotFoundError", 'Profile "%s" not found.'),

@@ -71,7 +71,10 @@ class Funnel:
                 request = await action.on_before.fire(request)
             result = await action.call(request)
             status = request.response.status
+            partial = request.error  # Kuzzle's 206 PartialError, sent beside the result
             request.set_result(result, 200 if status == 102 else status)
+            if partial is not None and partial.status == 206:
+                request.error = partial
             if action.on_after.active:
                 request = await action.on_after.fire(request)
             if self.on_success.active:

@@ -26,7 +26,8 @@ from .plugins.functions import FunctionError, resolve
 from .protocols.entrypoint import Hub, ProtocolStartError
 from .protocols.loader import load_protocols
 from .security import OpenPolicy
-from .security.declared import closed_warnings
+from .security.declared import check_declared_api, closed_warnings
+from .security.rights import role_api
 from .security.service import Security
 from .security.strategies import check_signature, strategy_from_callables
 from .storage import Storage, open_storage
@@ -88,6 +89,8 @@ class Gateway:
             gateway._add_plugin(plugin, issues)
         for protocol in load_protocols(config, issues):
             gateway.hub.add(protocol)
+        if not issues:  # roles name existing controllers and actions, plugins' included
+            issues += check_declared_api(config.data, role_api(gateway.api), config.issue)
         if issues:
             raise ConfigError(issues)
         gateway.warnings = closed_warnings(config.data, gateway.plugin_controllers(),

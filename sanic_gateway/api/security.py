@@ -16,6 +16,7 @@ from ..storage.base import MAX_FROM, MAX_SIZE
 from .apikeys import SecurityApiKeys
 from .auth import strategy_arg, user_response
 from .base import Controller, CoreController, controller
+from .security_extra import SecurityExtras, id_list
 
 log = logging.getLogger("sanic_gateway.security")
 
@@ -57,7 +58,7 @@ def paging(request: Request) -> tuple[int, int]:
             inputs.int_arg(args.get("size"), "size", 10, MAX_SIZE))
 
 
-class SecurityController(CoreController):
+class SecurityController(SecurityExtras, CoreController):
     @hookimpl
     def api_controllers(self) -> list[Controller]:
         return [controller("security", {
@@ -67,7 +68,8 @@ class SecurityController(CoreController):
             "createUser": (self.create_user, [
                 ("post", "/users/_create"), ("post", "/users/:_id/_create")]),
             "getUser": (self.get_user, [("get", "/users/:_id")]),
-            "mGetUsers": (self.m_get_users, [("post", "/users/_mGet")]),
+            "mGetUsers": (self.m_get_users, [("post", "/users/_mGet"),
+                                               ("get", "/users/_mGet")]),
             "updateUser": (self.update_user, [("put", "/users/:_id/_update")]),
             "replaceUser": (self.replace_user, [("put", "/users/:_id/_replace")]),
             "deleteUser": (self.delete_user, [("delete", "/users/:_id")]),
@@ -107,6 +109,7 @@ class SecurityController(CoreController):
             "getCredentialsById": (self.get_credentials_by_id, [
                 ("get", "/credentials/:strategy/:_id/_byId")]),
             **SecurityApiKeys(self).actions(),
+            **self.extra_actions(),
         })]
 
     # -- users -------------------------------------------------------------------------------
@@ -208,11 +211,11 @@ class SecurityController(CoreController):
         return {"_id": kuid}
 
     async def search_users(self, request: Request) -> dict[str, Any]:
-        start, size = paging(request)
-        query = (request.input.body or {}).get("query")
-        found = await self.security.storage.search(USERS, query, from_=start, size=size)
-        return {"total": found["total"],
-                "hits": [user_response(user_from(hit)) for hit in found["hits"]]}
+        """Kuzzle's default language (Elasticsearch's) or a Koncorde filter; see
+        security/search.py."""
+        out = await self.run_search(request, USERS, (request.input.body or {}).get("query"))
+        out["hits"] = [user_response(user_from(hit)) for hit in out["hits"]]
+        return out
 
     async def get_user_rights(self, request: Request) -> dict[str, Any]:
         user = await self.security.store.get_user(doc_id(request))
@@ -222,6 +225,8 @@ class SecurityController(CoreController):
 
     async def get_user_strategies(self, request: Request) -> dict[str, Any]:
         kuid = doc_id(request)
+        if kuid == "-1":  # the anonymous user has no credentials, as in Kuzzle
+            return {"strategies": [], "total": 0}
         await self.security.store.get_user(kuid)
         names = [s.name for s in self.security.strategies.all()
                  if await s.call("exists", request, kuid)]
@@ -230,10 +235,12 @@ class SecurityController(CoreController):
     # -- roles -------------------------------------------------------------------------------
 
     async def create_role(self, request: Request) -> dict[str, Any]:
+        self.check_role_body(request, doc_id(request), body_of(request))
         return await self.security.store.put_role(doc_id(request), body_of(request),
                                                   create=True)
 
     async def create_or_replace_role(self, request: Request) -> dict[str, Any]:
+        self.check_role_body(request, doc_id(request), body_of(request))
         return await self.security.store.put_role(doc_id(request), body_of(request))
 
     async def get_role(self, request: Request) -> dict[str, Any]:
@@ -243,25 +250,34 @@ class SecurityController(CoreController):
         return await self._m_get(request, ROLES)
 
     async def update_role(self, request: Request) -> dict[str, Any]:
-        return await self.security.store.update_role(doc_id(request), body_of(request))
+        role_id, changes = doc_id(request), body_of(request)
+        current = (await self.security.store.get_role(role_id))["_source"]
+        self.check_role_body(request, role_id, {**current, **changes})
+        return await self.security.store.update_role(role_id, changes)
 
     async def delete_role(self, request: Request) -> dict[str, Any]:
         await self.security.store.delete_role(doc_id(request))
         return {"_id": doc_id(request)}
 
     async def search_roles(self, request: Request) -> dict[str, Any]:
-        """Roles with rules on any of `body.controllers` (all roles without it)."""
+        """Roles with rules on any of `body.controllers` (`*` included, as in Kuzzle), or
+        matching `body.query`; all roles without either."""
+        body = request.input.body or {}
+        if body.get("controllers") is not None and body.get("query") is not None:
+            raise errors.get("api.assert.bad_request",
+                             'You cannot specify both "controllers" and "query".')
+        wanted = set(inputs.string_list(body.get("controllers"), "body.controllers"))
+        if not wanted:
+            return await self.run_search(request, ROLES, body.get("query"), scrolls=False)
         start, size = paging(request)
-        wanted = inputs.string_list((request.input.body or {}).get("controllers"),
-                                    "body.controllers")
         roles = await self.security.store._all(ROLES)
-        if wanted:
-            roles = [r for r in roles if set(wanted) & set(r["_source"]["controllers"])]
+        roles = [r for r in roles if (wanted | {"*"}) & set(r["_source"]["controllers"])]
         return {"total": len(roles), "hits": roles[start:start + size]}
 
     # -- profiles ----------------------------------------------------------------------------
 
     async def create_profile(self, request: Request) -> dict[str, Any]:
+        """Extra top-level fields (`tags`, ...) are kept, as in Kuzzle."""
         return await self.security.store.put_profile(doc_id(request), body_of(request),
                                                      create=True)
 
@@ -278,18 +294,29 @@ class SecurityController(CoreController):
         return await self.security.store.update_profile(doc_id(request), body_of(request))
 
     async def delete_profile(self, request: Request) -> dict[str, Any]:
-        await self.security.store.delete_profile(doc_id(request))
+        """`onAssignedUsers=remove` takes the profile from its users (`anonymous` for one
+        left without any); by default (`fail`) a profile in use is refused, as in Kuzzle."""
+        mode = request.input.args.get("onAssignedUsers", "fail")
+        if mode not in ("fail", "remove"):
+            raise errors.get("api.assert.invalid_argument", "onAssignedUsers",
+                             '"fail" or "remove"')
+        await self.security.store.delete_profile(doc_id(request),
+                                                 remove_from_users=mode == "remove")
         return {"_id": doc_id(request)}
 
     async def search_profiles(self, request: Request) -> dict[str, Any]:
-        """Profiles using any of `body.roles` (all profiles without it)."""
-        start, size = paging(request)
-        wanted = set(inputs.string_list((request.input.body or {}).get("roles"), "body.roles"))
-        profiles = await self.security.store._all(PROFILES)
+        """Profiles using any of `body.roles` (Kuzzle's deprecated form), or matching
+        `body.query`; all profiles without either."""
+        body = request.input.body or {}
+        if body.get("roles") is not None and body.get("query") is not None:
+            raise errors.get("api.assert.bad_request",
+                             'You cannot specify both "roles" and "query".')
+        query = body.get("query")
+        wanted = inputs.string_list(body.get("roles"), "body.roles")
         if wanted:
-            profiles = [p for p in profiles
-                        if wanted & {pol["roleId"] for pol in p["_source"]["policies"]}]
-        return {"total": len(profiles), "hits": profiles[start:start + size]}
+            query = {"terms": {"policies.roleId": wanted}}
+            request.input.args.pop("lang", None)
+        return await self.run_search(request, PROFILES, query)
 
     async def get_profile_rights(self, request: Request) -> dict[str, Any]:
         profile = await self.security.store.get_profile(doc_id(request))
@@ -298,7 +325,7 @@ class SecurityController(CoreController):
         return {"hits": hits, "total": len(hits)}
 
     async def _m_get(self, request: Request, collection: str) -> dict[str, Any]:
-        ids = (request.input.body or {}).get("ids")
+        ids = id_list(request) if collection == USERS else (request.input.body or {}).get("ids")
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise errors.get("api.assert.invalid_type", "body.ids", "array of strings")
         hits = await self.security.storage.m_get(collection, ids)

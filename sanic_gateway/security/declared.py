@@ -20,7 +20,14 @@ from typing import Any
 from .. import errors
 from ..config.issues import ConfigIssue, KeyPath, did_you_mean
 from ..storage.base import encode_body
-from .rights import check_profile, check_role, grants_controller, grants_everything, where
+from .rights import (
+    check_profile,
+    check_role,
+    check_role_api,
+    grants_controller,
+    grants_everything,
+    where,
+)
 from .store import PROTECTED, check_id, check_user
 
 MakeIssue = Callable[..., ConfigIssue]
@@ -53,6 +60,23 @@ def check_declared(document: dict[str, Any], issue: MakeIssue) -> list[ConfigIss
     found += checker.profiles()
     found += checker.users()
     found += checker.oauth_profiles(document)
+    return found
+
+
+def check_declared_api(document: dict[str, Any], api: dict[str, tuple[bool, list[str]]],
+                       issue: MakeIssue) -> list[ConfigIssue]:
+    """Declared roles naming a controller or an action the gateway does not have (plugins'
+    included), refused as `security:createRole` refuses them. Run once the plugins are
+    loaded (Gateway.build, for `check` and `run` alike), since their controllers count."""
+    roles = ((document.get("security") or {}).get("roles") or {})
+    found = []
+    for role_id, body in (roles.items() if isinstance(roles, dict) else ()):
+        if not _valid_role(body):
+            continue  # check_declared said why
+        try:
+            check_role_api(str(role_id), body, api)
+        except errors.GatewayError as exc:
+            found.append(issue(("security", "roles", role_id, *where(exc)), exc.message))
     return found
 
 

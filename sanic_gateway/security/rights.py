@@ -3,12 +3,13 @@
 A role is `{controllers: {<controller>|"*": {actions: {<action>|"*": bool}}}}`; a profile lists
 policies `{roleId, restrictedTo?: [{index, collections?}]}`; a user's rights are the union of
 its profiles' policies. The most specific rule of a role wins: (controller, action), then
-(controller, *), then (*, action), then (*, *); a user may do what any of its roles allows.
+(controller, *), then (*, *); a user may do what any of its roles allows. Roles name existing
+controllers and actions (`check_role_api`), `*` taking only `*`, as in Kuzzle.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,48 @@ def check_role(role_id: str, body: Any) -> dict[str, Any]:
             if not isinstance(value, bool):
                 raise bad("expected true or false", "controllers", controller, "actions", action)
     return body
+
+
+def role_api(api: Any) -> dict[str, tuple[bool, list[str]]]:
+    """What `check_role_api` needs of an ApiTable: controller -> (a plugin's?, actions)."""
+    return {name: (any(a.plugin is not None for a in ctrl.actions.values()), list(ctrl.actions))
+            for name, ctrl in api.controllers.items()}
+
+
+def check_role_api(role_id: str, body: dict[str, Any],
+                   api: Mapping[str, tuple[bool, Iterable[str]]], *, force: bool = False) -> None:
+    """Kuzzle's rule: a role names existing controllers and actions. `api` maps each
+    controller to (is a plugin's, its action names). `*` takes only the action `*`. An unknown
+    core action is always refused; with `force` an unknown controller, or an unknown action of
+    a plugin controller, is accepted (Kuzzle's `force`, for plugins not loaded yet). A well
+    formed body (`check_role`) is expected."""
+    from ..config.issues import did_you_mean
+
+    def hint(name: str, candidates: Iterable[str]) -> str:
+        close = did_you_mean(name, candidates)
+        return f'Did you mean "{close}"?' if close else ""
+
+    for controller, entry in body["controllers"].items():
+        actions = [a for a in entry["actions"] if a != "*"]
+        if controller == "*":
+            if actions:
+                raise located(errors.get("security.role.unknown_action", role_id, actions[0],
+                                         "*", 'Only "*" is allowed under the controller "*".'),
+                              "controllers", "*", "actions", actions[0])
+            continue
+        known = api.get(controller)
+        if known is None:
+            if force:
+                continue
+            raise located(errors.get("security.role.unknown_controller", role_id, controller,
+                                     hint(controller, api)), "controllers", controller)
+        is_plugin, names = known
+        names = set(names)
+        for action in actions:
+            if action not in names and not (force and is_plugin):
+                raise located(errors.get("security.role.unknown_action", role_id, action,
+                                         controller, hint(action, names)),
+                              "controllers", controller, "actions", action)
 
 
 def grants_everything(body: Any) -> bool:
@@ -153,16 +196,14 @@ def policy_from(role_id: str, role: dict[str, Any], restricted_to: Any) -> Polic
 
 
 def check_profile(profile_id: str, body: Any) -> dict[str, Any]:
-    """The profile's body if well formed, else 400 security.profile.invalid."""
+    """The profile's body if well formed, else 400 security.profile.invalid. Keys besides
+    `policies` and `rateLimit` are kept as they are, as in Kuzzle."""
     def bad(why: str, *at: Any) -> errors.GatewayError:
         return located(errors.get("security.profile.invalid", profile_id, why), *at)
 
     if not isinstance(body, dict):
         raise bad("expected {policies: [{roleId: ...}], rateLimit?: int}")
-    extra = set(body) - {"policies", "rateLimit"}
-    if extra:
-        raise bad(f"unexpected key(s) {', '.join(sorted(map(str, extra)))}",
-                  sorted(extra, key=str)[0])
+    # other top-level keys (`tags`, ...) are the user's, kept as they are (as in Kuzzle)
     policies = body.get("policies")
     if not isinstance(policies, list) or not policies:
         raise bad("'policies' must be a non-empty list of {roleId, restrictedTo?}",

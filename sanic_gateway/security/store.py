@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import errors
 from ..storage import Storage
+from ..storage.es_query import translate
 from .policy import ANONYMOUS, User
 from .rights import OPEN_ROLE, Rights, check_profile, check_role, policy_from
 
@@ -89,9 +90,8 @@ class SecurityStore:
         if role_id in PROTECTED:
             raise errors.get("security.role.cannot_delete")
         await self.get_role(role_id)
-        for profile in await self._all(PROFILES):
-            if any(p["roleId"] == role_id for p in profile["_source"]["policies"]):
-                raise errors.get("security.role.in_use", role_id)
+        if await self.storage.count(PROFILES, translate({"term": {"policies.roleId": role_id}})):
+            raise errors.get("security.role.in_use", role_id)
         await self.storage.delete(ROLES, role_id)
         self.forget()
 
@@ -121,14 +121,23 @@ class SecurityStore:
         current = (await self.get_profile(profile_id))["_source"]
         return await self.put_profile(profile_id, {**current, **(changes or {})})
 
-    async def delete_profile(self, profile_id: str) -> None:
+    async def delete_profile(self, profile_id: str, *, remove_from_users: bool = False,
+                             ) -> None:
+        """Refused while users have the profile, unless `remove_from_users`: then it is taken
+        from them (a user left without profile gets `anonymous`, as in Kuzzle), all in one
+        transaction."""
         if profile_id in PROTECTED:
             raise errors.get("security.profile.cannot_delete")
         await self.get_profile(profile_id)
-        for user in await self._all(USERS):
-            if profile_id in user["_source"].get("profileIds", []):
-                raise errors.get("security.profile.in_use", profile_id)
-        await self.storage.delete(PROFILES, profile_id)
+        holders = await self._all(USERS, translate({"term": {"profileIds": profile_id}}))
+        if holders and not remove_from_users:
+            raise errors.get("security.profile.in_use", profile_id)
+        async with self.storage.transaction():
+            for user in holders:
+                left = [p for p in user["_source"]["profileIds"] if p != profile_id]
+                await self.storage.update(USERS, user["_id"],
+                                          {"profileIds": left or ["anonymous"]})
+            await self.storage.delete(PROFILES, profile_id)
         self.forget()
 
     # -- users -------------------------------------------------------------------------------
@@ -177,7 +186,7 @@ class SecurityStore:
         return await self._all(PROFILES)
 
     async def admin_exists(self) -> bool:
-        return any("admin" in u["_source"].get("profileIds", []) for u in await self._all(USERS))
+        return bool(await self.storage.count(USERS, translate({"term": {"profileIds": "admin"}})))
 
     # -- rights ------------------------------------------------------------------------------
 
@@ -236,10 +245,10 @@ class SecurityStore:
         rate = 0 if not limits or 0 in limits else max(limits)
         return Rights(policies), rate
 
-    async def _all(self, collection: str) -> list[dict[str, Any]]:
+    async def _all(self, collection: str, query: Any = None) -> list[dict[str, Any]]:
         out, start = [], 0
         while True:
-            page = await self.storage.search(collection, None, from_=start, size=1000)
+            page = await self.storage.search(collection, query, from_=start, size=1000)
             out += page["hits"]
             start += len(page["hits"])
             if not page["hits"] or start >= page["total"]:

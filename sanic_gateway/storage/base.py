@@ -81,6 +81,12 @@ class Dialect(ABC):
         """True when the document id is one of `values`."""
 
     @abstractmethod
+    def any_equals(self, path: list[str], values: list[Scalar]) -> str:
+        """Elasticsearch's `terms`: True when a value reached by `path` equals (same JSON
+        type) one of `values`, arrays met on the way and at the end searched one level deep
+        (so `policies.roleId` finds the role of any policy). JSONPath's lax mode."""
+
+    @abstractmethod
     def sort_key(self, path: list[str]) -> list[str]:
         """ORDER BY expressions for the value at `path`, the same order on every backend:
         by type first (numbers, strings, booleans, arrays and objects; null and missing last),
@@ -88,6 +94,15 @@ class Dialect(ABC):
 
     true = "1 = 1"
     false = "1 = 0"
+
+
+class CompiledQuery(ABC):
+    """A query of another language (see `es_query`), already checked: storage compiles it
+    instead of a Koncorde filter."""
+
+    @abstractmethod
+    def sql(self, dialect: Dialect) -> str:
+        """The SQL boolean expression (never NULL), values bound through `dialect`."""
 
 
 def _invalid(what: str) -> errors.GatewayError:
@@ -167,11 +182,14 @@ def _matchable(value: Any) -> bool:
 
 
 def compile_filter(query: Any, dialect: Dialect) -> str:
-    """Translate a Koncorde-style filter into a SQL boolean expression (never NULL).
+    """Translate a Koncorde-style filter (or a `CompiledQuery`) into a SQL boolean expression
+    (never NULL).
 
     Values are always bound; field names, already restricted by FIELD_RE, are bound too (as
     JSON paths). Never NULL matters for "not": NOT of a NULL would hide documents.
     """
+    if isinstance(query, CompiledQuery):
+        return query.sql(dialect)
     check_filter_size(query)
     return _compile(query, dialect)
 

@@ -77,6 +77,13 @@ class PostgresDialect(Dialect):
     def ids(self, values: list[str]) -> str:
         return f"id = ANY({self.bind(values)}::text[])"
 
+    def any_equals(self, path: list[str], values: list[Scalar]) -> str:
+        # lax JSONPath: accessors and the filter unwrap arrays; `==` keeps JSON types apart
+        # (segments match FIELD_RE: no quote to escape)
+        jsonpath = "$" + "".join(f'."{part}"' for part in path) + " ? (@ == $v[*])"
+        return (f"jsonb_path_exists(body, {self.bind(jsonpath)}::jsonpath, "
+                f"jsonb_build_object('v', {self.bind(json.dumps(values))}::jsonb))")
+
     def sort_key(self, path: list[str]) -> list[str]:
         # JSONB's own order puts strings before numbers and compares strings by locale.
         rank = (f"CASE jsonb_typeof({self._value(path)}) WHEN 'number' THEN 1 "

@@ -89,11 +89,64 @@ class SqliteDialect(Dialect):
     def ids(self, values: list[str]) -> str:
         return f"id IN (SELECT value FROM json_each({self.bind(json.dumps(values))}))"
 
+    def any_equals(self, path: list[str], values: list[Scalar]) -> str:
+        if len(path) > 1:  # arrays of objects on the way: gw_any_equals walks them
+            return (f"gw_any_equals(body, {self.bind(json.dumps(path))}, "
+                    f"{self.bind(json.dumps(values))})")
+        # one key (profileIds, tags), in SQL: the value itself, an element of its array, or
+        # an element of an array in that array (as PostgreSQL's lax JSONPath compares)
+        array = f"json_type(body, {self._path(path)}) = 'array'"
+        level1 = (f"EXISTS (SELECT 1 FROM json_each(body, {self._path(path)}) AS je "
+                  f"WHERE {self._element_in(values)})")
+        level2 = (f"EXISTS (SELECT 1 FROM json_each(body, {self._path(path)}) AS jo, "
+                  "json_each(CASE WHEN jo.type = 'array' THEN jo.value ELSE '[]' END) AS je "
+                  f"WHERE {self._element_in(values)})")
+        return f"({self.in_(path, values)} OR ({array} AND ({level1} OR {level2})))"
+
+    def _element_in(self, values: list[Scalar]) -> str:
+        """`je` (a json_each row) holds one of `values`, JSON types apart."""
+        parts = []
+        for value in dict.fromkeys(v for v in values if v is None or isinstance(v, bool)):
+            parts.append(f"je.type = '{'null' if value is None else str(value).lower()}'")
+        strings = [v for v in values if isinstance(v, str)]
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        for group, types in ((strings, "('text')"), (numbers, "('integer', 'real')")):
+            if group:
+                parts.append(f"(je.type IN {types} AND je.value IN (SELECT value FROM "
+                             f"json_each({self.bind(json.dumps(group))})))")
+        return "(" + " OR ".join(parts) + ")"
+
     def sort_key(self, path: list[str]) -> list[str]:
         rank = (f"CASE json_type(body, {self._path(path)}) WHEN 'integer' THEN 1 "
                 "WHEN 'real' THEN 1 WHEN 'text' THEN 2 WHEN 'true' THEN 3 WHEN 'false' THEN 3 "
                 "WHEN 'array' THEN 4 WHEN 'object' THEN 4 END")
         return [rank, f"json_extract(body, {self._path(path)})"]
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    return "number" if isinstance(value, int | float) else type(value).__name__
+
+
+def any_equals(body: str, path_json: str, values_json: str) -> int:
+    """SQL function gw_any_equals: PostgreSQL's lax JSONPath `$.a.b ? (@ == $v[*])` (each
+    accessor unwraps one array level, the filter and the comparison one each)."""
+    try:
+        current: list[Any] = [json.loads(body)]
+        for part in json.loads(path_json):
+            current = [item[part] for node in current
+                       for item in (node if isinstance(node, list) else [node])
+                       if isinstance(item, dict) and part in item]
+        for _ in range(2):  # the filter, then the comparison, unwrap one level each
+            current = [item for node in current
+                       for item in (node if isinstance(node, list) else [node])]
+        found = current
+        wanted = json.loads(values_json)
+        return int(any(_kind(a) == _kind(b) and a == b for a in found for b in wanted
+                       if not isinstance(a, dict | list)))
+    except (ValueError, TypeError):
+        return 0
 
 
 def _unavailable(exc: BaseException) -> errors.GatewayError:
@@ -119,6 +172,7 @@ class SqliteStorage(Storage):
             Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._db.create_function("gw_any_equals", 3, any_equals, deterministic=True)
         except (sqlite3.Error, OSError) as exc:
             raise _unavailable(exc) from exc
         db = self._db
