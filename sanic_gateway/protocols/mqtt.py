@@ -1,0 +1,323 @@
+"""MQTT: an embedded broker (amqtt) speaking Kuzzle's MQTT protocol through the entry point.
+
+A client publishes a JSON request on `Kuzzle/request`; the gateway executes it and publishes the
+response envelope on `Kuzzle/response` to that client only (other clients subscribed to
+`Kuzzle/response` never see it). Notifications are published on the channel's topic: `notify`
+to one client, `broadcast` to every client that joined the channel. With `allow_pubsub: false`
+(the default) a client may publish only requests; with `true` the broker also routes plain
+publish/subscribe between clients, except on the response topic and on live channel topics
+(so that nobody can forge a response or a notification).
+
+Each client has a bounded send queue: a client that stops reading is disconnected when its queue
+is full, and never holds up the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from amqtt.broker import Broker
+
+from .. import errors
+from ..request import ClientConnection, Request, RequestContext
+from .http import dumps
+from .mqtt_broker import PLUGIN_PATH, GatewayBridge
+
+if TYPE_CHECKING:
+    from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+    from amqtt.session import Session
+
+log = logging.getLogger("sanic_gateway.mqtt")
+
+REQUEST_TOPIC = "Kuzzle/request"
+RESPONSE_TOPIC = "Kuzzle/response"
+SEND_QUEUE = 1000  # messages waiting for one slow client before it is disconnected
+STOP_TIMEOUT = 10.0  # seconds given to requests in flight when the protocol stops
+
+
+async def _settle(value: Any) -> Any:
+    """Entry point and protocol methods may be plain or async, as in Kuzzle's contract."""
+    return await value if inspect.isawaitable(value) else value
+
+
+class _Client:
+    """One connected MQTT client: its gateway connection, broker handler and send queue."""
+
+    __slots__ = ("channels", "client_id", "connection", "handler", "queue", "sender", "session")
+
+    def __init__(self, client_id: str, session: Session, handler: BrokerProtocolHandler,
+                 connection: ClientConnection) -> None:
+        self.client_id = client_id
+        self.session = session
+        self.handler = handler
+        self.connection = connection
+        self.channels: set[str] = set()
+        self.queue: deque[tuple[str, bytes]] = deque()
+        self.sender: asyncio.Task[None] | None = None
+
+
+class MqttProtocol:
+    """The built-in MQTT protocol, written against the protocol interface like any other."""
+
+    name = "mqtt"
+
+    def __init__(self) -> None:
+        self.entry_point: Any = None
+        self.context: Any = None
+        self.config: dict[str, Any] = {}
+        self.request_topic = REQUEST_TOPIC
+        self.response_topic = RESPONSE_TOPIC
+        self.allow_pubsub = False
+        self.send_queue = SEND_QUEUE
+        self.broker: Broker | None = None
+        self._clients: dict[str, _Client] = {}  # by MQTT client id
+        self._connections: dict[str, _Client] = {}  # by gateway connection id
+        self._channels: dict[str, set[str]] = {}  # channel -> connection ids
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
+
+    # -- protocol interface --------------------------------------------------------------------
+
+    async def init(self, entry_point: Any, context: Any = None) -> bool:
+        """Start the broker on `config.port` (and `config.host`, default 127.0.0.1).
+        Returns False, starting nothing, when the protocol is disabled."""
+        self.entry_point, self.context = entry_point, context
+        self.config = config = dict(getattr(entry_point, "config", None) or {})
+        if config.get("enabled") is False:
+            return False
+        self.allow_pubsub = bool(config.get("allow_pubsub", False))
+        self.send_queue = int(config.get("send_queue", SEND_QUEUE))
+        host = str(config.get("host") or "127.0.0.1")
+        port = int(config.get("port", 1883))
+        _quiet_amqtt()
+        broker = Broker({
+            "listeners": {"default": {"type": "tcp", "bind": _bind(host, port),
+                                      "max_connections": int(config.get("max_connections", 0))}},
+            "plugins": {PLUGIN_PATH: {}},
+        })
+        for plugin in broker.plugins_manager.plugins:
+            if isinstance(plugin, GatewayBridge):
+                plugin.protocol = self
+        await broker.start()
+        self.broker = broker
+        log.info("MQTT on %s:%d (allow_pubsub: %s)", host, port,
+                 "true" if self.allow_pubsub else "false")
+        return True
+
+    def broadcast(self, channels: list[str], payload: Any) -> None:
+        """Send `payload` on each channel's topic to every client that joined it."""
+        data = dumps(payload)
+        for channel in channels:
+            for connection_id in tuple(self._channels.get(channel, ())):
+                client = self._connections.get(connection_id)
+                if client is not None:
+                    self._send(client, channel, data)
+
+    def notify(self, channels: list[str], connection_id: str, payload: Any) -> None:
+        """Send `payload` on each channel's topic to one client."""
+        client = self._connections.get(connection_id)
+        if client is None:
+            return
+        data = dumps(payload)
+        for channel in channels:
+            self._send(client, channel, data)
+
+    def join_channel(self, channel: str, connection_id: str) -> None:
+        client = self._connections.get(connection_id)
+        if client is not None:
+            client.channels.add(channel)
+            self._channels.setdefault(channel, set()).add(connection_id)
+
+    def leave_channel(self, channel: str, connection_id: str) -> None:
+        client = self._connections.get(connection_id)
+        if client is not None:
+            client.channels.discard(channel)
+        members = self._channels.get(channel)
+        if members is not None:
+            members.discard(connection_id)
+            if not members:
+                del self._channels[channel]
+
+    def disconnect(self, connection_id: str) -> None:
+        """Close a client's network connection; `remove_connection` follows when it is gone."""
+        client = self._connections.get(connection_id)
+        if client is not None:
+            self._spawn(client.handler.handle_connection_closed())
+
+    async def stop(self) -> None:
+        """Answer requests in flight, then close every client and the listener."""
+        broker, self.broker = self.broker, None
+        if broker is None:
+            return
+        self._stopping = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), STOP_TIMEOUT)
+        except TimeoutError:
+            log.warning("MQTT stop: %d request(s) still running after %ss", self._in_flight,
+                        STOP_TIMEOUT)
+        senders = [c.sender for c in self._clients.values() if c.sender is not None]
+        if senders:
+            await asyncio.wait(senders, timeout=STOP_TIMEOUT)
+        await broker.shutdown()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for client in list(self._clients.values()):
+            await self._remove(client)
+
+    shutdown = stop
+
+    # -- rules, used by the broker plugin -------------------------------------------------------
+
+    def may_publish(self, topic: str) -> bool:
+        """Whether a client may publish on `topic` (a request, or pub/sub when allowed)."""
+        if topic == self.request_topic:
+            return True
+        if not self.allow_pubsub or "#" in topic or "+" in topic:
+            return False
+        return topic != self.response_topic and topic not in self._channels
+
+    def may_subscribe(self, topic: str) -> bool:
+        """Anything but the request topic (nobody reads others' requests) and wildcards."""
+        return topic != self.request_topic and "#" not in topic and "+" not in topic
+
+    # -- broker events ---------------------------------------------------------------------------
+
+    async def client_connected(self, client_id: str, session: Session) -> None:
+        if self.broker is None:
+            return
+        previous = self._clients.get(client_id)
+        if previous is not None:  # the same client id connected again and took the session over
+            await self._remove(previous)
+        handler = self.broker.sessions[client_id][1]
+        ips = [session.remote_address] if session.remote_address else []
+        connection = ClientConnection(self.name, ips, {}, misc={"client_id": client_id})
+        client = _Client(client_id, session, handler, connection)
+        self._clients[client_id] = client
+        self._connections[connection.id] = client
+        try:
+            await _settle(self.entry_point.new_connection(connection))
+        except Exception:
+            log.exception("MQTT: new_connection failed for %r", connection)
+
+    async def client_disconnected(self, client_id: str, session: Session) -> None:
+        client = self._clients.get(client_id)
+        if client is not None and client.session is session:
+            await self._remove(client)
+
+    async def handle_request(self, client_id: str, data: bytes | bytearray) -> None:
+        """Execute one request published on the request topic; answer its sender only."""
+        client = self._clients.get(client_id)
+        if client is None:
+            log.warning("MQTT: request from an unknown client %r ignored", client_id)
+            return
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            envelope = await self._execute(client, data)
+            try:
+                body = dumps(envelope)
+            except TypeError as exc:
+                log.error("MQTT: unserializable response to %s: %s", envelope.get("requestId"), exc)
+                error = errors.get("plugin.controller.unserializable_response")
+                body = dumps({**envelope, "status": error.status, "error": error.to_dict(),
+                              "result": None})
+            if client.connection.id in self._connections:
+                self._send(client, self.response_topic, body)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+
+    # -- internals -------------------------------------------------------------------------------
+
+    async def _execute(self, client: _Client, data: bytes | bytearray) -> dict[str, Any]:
+        context = RequestContext(client.connection)
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            return _error_envelope(context, errors.get("api.assert.invalid_body",
+                                                       f"malformed JSON: {exc}"))
+        if not isinstance(payload, dict):
+            return _error_envelope(context, errors.get(
+                "api.assert.invalid_body", f"expected a JSON object, got {type(payload).__name__}"))
+        request = Request(payload, context)
+        if self._stopping:
+            return _error_envelope(context, errors.get(
+                "core.fatal.service_unavailable", "the gateway is shutting down"), request)
+        try:
+            return await _settle(self.entry_point.execute(request))
+        except Exception as exc:
+            log.exception("MQTT: execute failed for %r", request)
+            return _error_envelope(context, errors.wrap(exc), request)
+
+    def _send(self, client: _Client, topic: str, data: bytes) -> None:
+        if len(client.queue) >= self.send_queue:
+            log.warning("MQTT client %s (%s) does not read: send queue full (%d), disconnecting",
+                        client.client_id, client.connection.id, self.send_queue)
+            client.queue.clear()
+            self.disconnect(client.connection.id)
+            return
+        client.queue.append((topic, data))
+        if client.sender is None:
+            client.sender = asyncio.get_running_loop().create_task(self._drain(client))
+
+    async def _drain(self, client: _Client) -> None:
+        """Publish a client's queue in order; waits while the client's socket is full."""
+        queue, handler = client.queue, client.handler
+        try:
+            while queue:
+                topic, data = queue.popleft()
+                await handler.mqtt_publish(topic, data, 0, False)
+        except Exception as exc:  # the connection went away under us: its removal follows
+            log.debug("MQTT: send to %s failed: %r", client.client_id, exc)
+            queue.clear()
+        finally:
+            client.sender = None
+
+    async def _remove(self, client: _Client) -> None:
+        """Forget a client: its channels, its queue, then tell the entry point (once)."""
+        connection_id = client.connection.id
+        if self._connections.pop(connection_id, None) is None:
+            return
+        if self._clients.get(client.client_id) is client:
+            del self._clients[client.client_id]
+        for channel in tuple(client.channels):
+            self.leave_channel(channel, connection_id)
+        client.queue.clear()
+        try:
+            await _settle(self.entry_point.remove_connection(connection_id))
+        except Exception:
+            log.exception("MQTT: remove_connection failed for %s", connection_id)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _error_envelope(context: RequestContext, error: errors.GatewayError,
+                    request: Request | None = None) -> dict[str, Any]:
+    """The envelope for a request that never reached the funnel (same shape as any other)."""
+    request = request or Request({}, context)
+    request.set_error(error)
+    return request.envelope()
+
+
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _quiet_amqtt() -> None:
+    """amqtt logs each connection at INFO and whole messages (requests carry `jwt`) at DEBUG:
+    keep it to warnings, unless its logger was configured on purpose."""
+    logger = logging.getLogger("amqtt")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)

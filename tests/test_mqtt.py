@@ -1,0 +1,386 @@
+"""MQTT: a real client (paho-mqtt) against the embedded broker, requests run by the real funnel.
+
+The protocol is driven through an entry point that does what the gateway's does: the funnel
+executes the request, the protocol gets its envelope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+
+from sanic_gateway.protocols.mqtt import MqttProtocol
+from sanic_gateway.request import ClientConnection, Request
+from tests.security_helpers import closed_yaml
+from tests.test_events import rec_yaml
+from tests.test_http import ENVELOPE_KEYS
+
+SLOW_PLUGIN = """
+import asyncio
+
+class Slow:
+    async def wait(self, request):
+        await asyncio.sleep(float(request.input.args.get("seconds", 0.3)))
+        return {"waited": True}
+"""
+
+
+class FunnelEntryPoint:
+    """The entry point a protocol gets: the real funnel, then the envelope; records calls."""
+
+    def __init__(self, gateway: Any, config: dict[str, Any]) -> None:
+        self.gateway = gateway
+        self.config = config
+        self.connections: dict[str, ClientConnection] = {}
+        self.removed: list[str] = []
+
+    def new_connection(self, connection: ClientConnection) -> None:
+        self.connections[connection.id] = connection
+
+    async def execute(self, request: Request) -> dict[str, Any]:
+        request = await self.gateway.funnel.execute(request)
+        return request.envelope()
+
+    def remove_connection(self, connection_id: str) -> None:
+        self.removed.append(connection_id)
+        self.connections.pop(connection_id, None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Client:
+    """A paho-mqtt client (its network loop in a thread) with asyncio-side waits."""
+
+    def __init__(self, port: int, client_id: str = "") -> None:
+        self.port = port
+        self.loop = asyncio.get_running_loop()
+        self.messages: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.connected: asyncio.Future[Any] = self.loop.create_future()
+        self.closed: asyncio.Future[Any] = self.loop.create_future()
+        self._subacks: dict[int, asyncio.Future[list[Any]]] = {}
+        self.paho = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                protocol=paho.MQTTv311)
+        self.paho.on_connect = self._on_connect
+        self.paho.on_disconnect = self._on_disconnect
+        self.paho.on_message = self._on_message
+        self.paho.on_subscribe = self._on_subscribe
+
+    def _later(self, fn: Callable[..., None], *args: Any) -> None:
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self._later(lambda: self.connected.done() or self.connected.set_result(reason))
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self._later(lambda: self.closed.done() or self.closed.set_result(reason))
+
+    def _on_message(self, _c: Any, _u: Any, message: Any) -> None:
+        try:
+            payload: Any = json.loads(message.payload)
+        except ValueError:
+            payload = bytes(message.payload)
+        self._later(self.messages.put_nowait, (message.topic, payload))
+
+    def _on_subscribe(self, _c: Any, _u: Any, mid: int, codes: list[Any], _p: Any) -> None:
+        self._later(lambda: self._subacks[mid].set_result(codes))
+
+    async def connect(self) -> Any:
+        self.paho.connect("127.0.0.1", self.port, keepalive=30)
+        self.paho.loop_start()
+        return await asyncio.wait_for(self.connected, 5)
+
+    async def subscribe(self, topic: str) -> bool:
+        """True if the broker granted the subscription."""
+        _, mid = self.paho.subscribe(topic, qos=0)
+        self._subacks[mid] = self.loop.create_future()
+        codes = await asyncio.wait_for(self._subacks[mid], 5)
+        return not codes[0].is_failure
+
+    def publish(self, topic: str, payload: Any) -> None:
+        data = payload if isinstance(payload, bytes | str) else json.dumps(payload)
+        self.paho.publish(topic, data, qos=0)
+
+    async def get(self, timeout: float = 5) -> tuple[str, Any]:
+        return await asyncio.wait_for(self.messages.get(), timeout)
+
+    async def request(self, **request: Any) -> dict[str, Any]:
+        """Publish a request and wait for this client's next message: its response."""
+        self.publish("Kuzzle/request", request)
+        topic, envelope = await self.get()
+        assert topic == "Kuzzle/response", (topic, envelope)
+        return envelope
+
+    async def close(self) -> None:
+        self.paho.disconnect()
+        await asyncio.to_thread(self.paho.loop_stop)
+
+
+class Mqtt:
+    def __init__(self, served: Any, protocol: MqttProtocol, entry: FunnelEntryPoint,
+                 port: int, clients: list[Client]) -> None:
+        self.served, self.protocol, self.entry, self.port = served, protocol, entry, port
+        self._clients = clients
+
+    async def client(self, client_id: str = "") -> Client:
+        client = Client(self.port, client_id)
+        self._clients.append(client)
+        reason = await client.connect()
+        assert not reason.is_failure, reason
+        return client
+
+
+@pytest.fixture
+async def mqtt(serve: Any) -> AsyncIterator[Callable[..., Any]]:
+    """`await mqtt(yaml, allow_pubsub=...)`: a served gateway plus the MQTT protocol on a free
+    port, driven by a FunnelEntryPoint over that gateway's funnel."""
+    started: list[MqttProtocol] = []
+    clients: list[Client] = []
+
+    async def start(yaml_text: str = "", files: dict[str, str] | None = None,
+                    **config: Any) -> Mqtt:
+        served = await serve(yaml_text or rec_yaml(), files=files)
+        port = free_port()
+        entry = FunnelEntryPoint(served.gateway, {"enabled": True, "port": port, **config})
+        protocol = MqttProtocol()
+        assert await protocol.init(entry, None) is True
+        started.append(protocol)
+        return Mqtt(served, protocol, entry, port, clients)
+
+    yield start
+    for client in clients:
+        await client.close()
+    for protocol in started:
+        await protocol.stop()
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5) -> None:
+    """Wait for something the gateway does in the background (bounded, generous)."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+async def test_a_request_is_answered_to_its_sender_only(mqtt):
+    m = await mqtt()
+    alice, bob = await m.client(), await m.client()
+    assert await alice.subscribe("Kuzzle/response")
+    assert await bob.subscribe("Kuzzle/response")
+    envelope = await alice.request(controller="server", action="now", requestId="r-1")
+    assert set(envelope) == ENVELOPE_KEYS
+    assert envelope["requestId"] == "r-1" and envelope["status"] == 200
+    assert isinstance(envelope["result"]["now"], int)
+    # bob's first message is his own answer: alice's was never sent to him
+    assert (await bob.request(controller="server", action="now", requestId="r-2"))[
+        "requestId"] == "r-2"
+    assert bob.messages.empty()
+
+
+async def test_the_payload_splits_into_the_request_as_over_http(mqtt):
+    m = await mqtt()
+    client = await m.client()
+    request = {"controller": "rec/api", "action": "echo", "index": "i", "collection": "c",
+               "_id": "d", "body": {"x": 1}, "volatile": {"v": 2}, "limit": 3,
+               "requestId": "split"}
+    over_mqtt = await client.request(**request)
+    over_http = (await m.served.client.post("/_query", json=request)).json()
+    assert over_mqtt["status"] == 200, over_mqtt
+    assert over_mqtt["result"]["args"] == {"limit": 3}
+    assert over_mqtt["result"].pop("protocol") == "mqtt"
+    assert over_http["result"].pop("protocol") == "http"
+    assert over_mqtt["result"] == over_http["result"]
+    assert over_mqtt["volatile"] == {"v": 2}
+
+
+async def test_a_malformed_payload_gets_a_400_and_the_connection_stays(mqtt):
+    m = await mqtt()
+    client = await m.client()
+    client.publish("Kuzzle/request", b"{not json")
+    topic, envelope = await client.get()
+    assert topic == "Kuzzle/response"
+    assert envelope["status"] == 400 and envelope["error"]["id"] == "api.assert.invalid_body"
+    client.publish("Kuzzle/request", b"[1, 2]")
+    assert (await client.get())[1]["error"]["id"] == "api.assert.invalid_body"
+    unknown = await client.request(controller="nope", action="nope")
+    assert unknown["status"] == 404
+    assert unknown["error"]["id"] == "api.process.controller_not_found"
+    assert (await client.request(controller="server", action="now"))["status"] == 200
+    assert not client.closed.done()
+
+
+async def test_errors_and_rights_are_the_funnels(mqtt):
+    m = await mqtt(closed_yaml())
+    client = await m.client()
+    denied = await client.request(controller="rec/api", action="echo")
+    assert denied["status"] == 401, denied
+    assert denied["error"]["id"] == "security.rights.unauthorized"
+    login = await client.request(controller="auth", action="login", strategy="local",
+                                 body={"username": "alice", "password": "alice-password"})
+    assert login["status"] == 200, login
+    allowed = await client.request(controller="rec/api", action="echo", jwt=login["result"]["jwt"])
+    assert allowed["status"] == 200, allowed
+
+
+async def test_unserializable_result_is_a_500_envelope(mqtt):
+    m = await mqtt()
+    client = await m.client()
+    envelope = await client.request(controller="rec/api", action="unserializable", requestId="u")
+    assert envelope["requestId"] == "u" and envelope["status"] == 500
+    assert envelope["error"]["id"] == "plugin.controller.unserializable_response"
+
+
+async def test_nobody_subscribes_to_requests_or_with_wildcards(mqtt):
+    m = await mqtt(allow_pubsub=True)
+    client = await m.client()
+    assert not await client.subscribe("Kuzzle/request")
+    assert not await client.subscribe("#")
+    assert not await client.subscribe("Kuzzle/+")
+    assert await client.subscribe("some/topic")
+
+
+async def test_without_pubsub_clients_may_publish_only_requests(mqtt):
+    m = await mqtt()
+    listener, talker = await m.client(), await m.client()
+    assert await listener.subscribe("chat")
+    assert await listener.subscribe("Kuzzle/response")
+    talker.publish("chat", {"hello": 1})
+    talker.publish("Kuzzle/response", {"forged": True})
+    # the talker's next request is answered, so its publishes before it were handled: dropped
+    assert (await talker.request(controller="server", action="now"))["status"] == 200
+    assert (await listener.request(controller="server", action="now", requestId="own"))[
+        "requestId"] == "own"
+    assert listener.messages.empty()
+
+
+async def test_with_pubsub_clients_talk_but_cannot_forge_responses_or_notifications(mqtt):
+    m = await mqtt(allow_pubsub=True)
+    listener, talker = await m.client(), await m.client()
+    m.protocol.join_channel("room-1", next(iter(m.entry.connections)))
+    for topic in ("chat", "Kuzzle/response", "room-1"):
+        assert await listener.subscribe(topic)
+    talker.publish("Kuzzle/response", {"forged": True})
+    talker.publish("room-1", {"forged": True})
+    talker.publish("chat", {"hello": 1})
+    assert await listener.get() == ("chat", {"hello": 1})
+    assert (await listener.request(controller="server", action="now", requestId="own"))[
+        "requestId"] == "own"
+    assert listener.messages.empty()
+
+
+async def test_channels_notify_broadcast_join_leave(mqtt):
+    m = await mqtt()
+    a, b, outsider = await m.client("a"), await m.client("b"), await m.client("c")
+    ids = {c.misc["client_id"]: cid for cid, c in m.entry.connections.items()}
+    assert await outsider.subscribe("ch-1")  # an MQTT subscription is not a channel
+    m.protocol.join_channel("ch-1", ids["a"])
+    m.protocol.join_channel("ch-1", ids["b"])
+    m.protocol.join_channel("ch-2", ids["b"])
+    m.protocol.broadcast(["ch-1"], {"n": 1})
+    assert await a.get() == ("ch-1", {"n": 1})
+    assert await b.get() == ("ch-1", {"n": 1})
+    m.protocol.notify(["ch-1", "ch-2"], ids["b"], {"n": 2})
+    assert await b.get() == ("ch-1", {"n": 2})
+    assert await b.get() == ("ch-2", {"n": 2})
+    m.protocol.leave_channel("ch-1", ids["b"])
+    m.protocol.broadcast(["ch-1"], {"n": 3})
+    assert await a.get() == ("ch-1", {"n": 3})
+    for client in (a, b, outsider):  # each one's next message is its own answer
+        assert (await client.request(controller="server", action="now"))["status"] == 200
+        assert client.messages.empty()
+
+
+async def test_a_closed_client_is_removed_and_leaves_its_channels(mqtt):
+    m = await mqtt()
+    a = await m.client("a")
+    (connection_id, connection), = m.entry.connections.items()
+    assert connection.protocol == "mqtt" and connection.ips == ["127.0.0.1"]
+    m.protocol.join_channel("ch-1", connection_id)
+    await a.close()
+    await until(lambda: connection_id in m.entry.removed)
+    assert m.entry.removed == [connection_id]
+    m.protocol.broadcast(["ch-1"], {"n": 1})  # nobody left: nothing to do, nothing fails
+    assert "ch-1" not in m.protocol._channels
+
+
+async def test_disconnect_closes_the_client(mqtt):
+    m = await mqtt()
+    a, b = await m.client("a"), await m.client("b")
+    ids = {c.misc["client_id"]: cid for cid, c in m.entry.connections.items()}
+    m.protocol.disconnect(ids["a"])
+    await asyncio.wait_for(a.closed, 5)
+    await until(lambda: m.entry.removed == [ids["a"]])
+    assert (await b.request(controller="server", action="now"))["status"] == 200
+
+
+async def test_a_will_on_a_forbidden_topic_is_refused(mqtt):
+    m = await mqtt()
+    client = Client(m.port)
+    client.paho.will_set("Kuzzle/response", json.dumps({"forged": True}))
+    reason = await client.connect()
+    m._clients.append(client)
+    assert reason.is_failure
+    assert m.entry.connections == {}
+
+
+async def test_a_client_that_does_not_read_is_dropped_without_stalling_others(mqtt):
+    m = await mqtt(send_queue=8)
+    reader = await m.client("reader")
+    # a client that connects and then never reads its socket (CONNECT for id "stuck")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", m.port))
+    sock.sendall(bytes([0x10, 17, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 0, 0, 5]) + b"stuck")
+    try:
+        await until(lambda: len(m.entry.connections) == 2)
+        ids = {c.misc["client_id"]: cid for cid, c in m.entry.connections.items()}
+        for client_id in ("reader", "stuck"):
+            m.protocol.join_channel("big", ids[client_id])
+        payload = {"blob": "x" * 200_000}
+        for n in range(60):
+            m.protocol.broadcast(["big"], {**payload, "n": n})
+            assert (await reader.get())[1]["n"] == n
+        await until(lambda: ids["stuck"] in m.entry.removed)
+        assert ids["reader"] not in m.entry.removed
+    finally:
+        sock.close()
+
+
+async def test_stop_answers_requests_in_flight_then_closes(mqtt):
+    m = await mqtt(rec_yaml() + """
+  slow:
+    module: slow_plugin:Slow
+    controllers:
+      api: {wait: wait}
+""", files={"slow_plugin.py": SLOW_PLUGIN})
+    client = await m.client()
+    client.publish("Kuzzle/request", {"controller": "slow/api", "action": "wait",
+                                      "requestId": "in-flight", "seconds": 0.3})
+    await until(lambda: m.protocol._in_flight == 1)
+    await m.protocol.stop()
+    topic, envelope = await client.get()
+    assert topic == "Kuzzle/response"
+    assert envelope["requestId"] == "in-flight" and envelope["status"] == 200
+    await asyncio.wait_for(client.closed, 5)
+    assert len(m.entry.removed) == 1
+    with socket.socket() as s:  # the port is free again
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", m.port))
+
+
+async def test_disabled_protocol_starts_nothing(serve):
+    served = await serve(rec_yaml())
+    protocol = MqttProtocol()
+    entry = FunnelEntryPoint(served.gateway, {"enabled": False, "port": free_port()})
+    assert await protocol.init(entry, None) is False
+    assert protocol.broker is None
+    await protocol.stop()
