@@ -61,7 +61,7 @@ def free_port() -> int:
 class Client:
     """A paho-mqtt client (its network loop in a thread) with asyncio-side waits."""
 
-    def __init__(self, port: int, client_id: str = "") -> None:
+    def __init__(self, port: int, client_id: str = "", clean_session: bool = True) -> None:
         self.port = port
         self.loop = asyncio.get_running_loop()
         self.messages: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -69,7 +69,7 @@ class Client:
         self.closed: asyncio.Future[Any] = self.loop.create_future()
         self._subacks: dict[int, asyncio.Future[list[Any]]] = {}
         self.paho = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                protocol=paho.MQTTv311)
+                                protocol=paho.MQTTv311, clean_session=clean_session)
         self.paho.on_connect = self._on_connect
         self.paho.on_disconnect = self._on_disconnect
         self.paho.on_message = self._on_message
@@ -132,8 +132,8 @@ class Mqtt:
         self.served, self.protocol, self.entry, self.port = served, protocol, entry, port
         self._clients = clients
 
-    async def client(self, client_id: str = "") -> Client:
-        client = Client(self.port, client_id)
+    async def client(self, client_id: str = "", clean_session: bool = True) -> Client:
+        client = Client(self.port, client_id, clean_session)
         self._clients.append(client)
         reason = await client.connect()
         assert not reason.is_failure, reason
@@ -384,3 +384,19 @@ async def test_disabled_protocol_starts_nothing(serve):
     assert await protocol.init(entry, None) is False
     assert protocol.broker is None
     await protocol.stop()
+
+
+@pytest.mark.parametrize("clean_session", [True, False])
+async def test_a_client_id_connecting_again_replaces_its_old_connection(mqtt, clean_session):
+    m = await mqtt()
+    first = await m.client("dup", clean_session)
+    (old_id,) = m.entry.connections
+    first.paho.reconnect_delay_set(60, 120)  # the old client must not come back by itself
+    second = await m.client("dup", clean_session)
+    await asyncio.wait_for(first.closed, 5)
+    await until(lambda: m.entry.removed == [old_id])
+    (new_id,) = m.entry.connections
+    assert new_id != old_id
+    await asyncio.sleep(0.1)  # the old session's late disconnect event must not remove the new
+    assert m.entry.removed == [old_id]
+    assert (await second.request(controller="server", action="now"))["status"] == 200

@@ -193,10 +193,12 @@ class MqttProtocol:
     async def client_connected(self, client_id: str, session: Session) -> None:
         if self.broker is None:
             return
-        previous = self._clients.get(client_id)
-        if previous is not None:  # the same client id connected again and took the session over
-            await self._remove(previous)
         handler = self.broker.sessions[client_id][1]
+        previous = self._clients.get(client_id)
+        if previous is not None:  # the same client id connected again: the new one wins
+            if previous.handler is not handler:  # amqtt leaves the old one open (clean session)
+                self._spawn(previous.handler.handle_connection_closed())
+            await self._remove(previous)
         ips = [session.remote_address] if session.remote_address else []
         connection = ClientConnection(self.name, ips, {}, misc={"client_id": client_id})
         client = _Client(client_id, session, handler, connection)
@@ -209,7 +211,8 @@ class MqttProtocol:
 
     async def client_disconnected(self, client_id: str, session: Session) -> None:
         client = self._clients.get(client_id)
-        if client is not None and client.session is session:
+        # a late event from a connection that was replaced must not remove its successor
+        if client is not None and client.session is session and _closed(client.handler):
             await self._remove(client)
 
     async def handle_request(self, client_id: str, data: bytes | bytearray) -> None:
@@ -309,6 +312,11 @@ def _error_envelope(context: RequestContext, error: errors.GatewayError,
     request = request or Request({}, context)
     request.set_error(error)
     return request.envelope()
+
+
+def _closed(handler: BrokerProtocolHandler) -> bool:
+    writer = handler.writer
+    return writer is None or bool(getattr(writer, "is_closed", False))
 
 
 def _bind(host: str, port: int) -> str:
