@@ -1,0 +1,187 @@
+"""Round trips per second over MQTT against HTTP keep-alive, through the same funnel.
+
+One gateway process serves both: HTTP (Sanic) and the MQTT protocol (embedded amqtt broker)
+driven by an entry point over the same funnel. The action is a plugin action returning a small
+dict. Loads, in turn on the same server (alternating, so drift hits both):
+
+(a) HTTP: `wrk -t1 -c<inflight>` on the action's route (keep-alive, one request in flight per
+    connection);
+(b) MQTT: paho-mqtt clients publishing on `Kuzzle/request`, each keeping requests in flight
+    and counting the responses received on `Kuzzle/response` (every one checked to be a 200).
+
+The server is pinned to CPU 0 and the load (wrk, or this script for MQTT) to CPU 1. The MQTT
+load client is Python: its CPU use is printed, and a load client at ~100% means the MQTT figure
+is a lower bound.
+
+    python bench/mqtt_throughput.py [--duration 10] [--inflight 50] [--clients 5] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as `python bench/<script>.py`
+
+import common
+import paho.mqtt.client as paho
+
+PLUGIN = textwrap.dedent('''
+    class Bench:
+        async def hello(self, request):
+            return {"hello": "world"}
+''')
+
+GATEWAY_YAML = textwrap.dedent('''
+    plugins:
+      bench:
+        module: bench_plugin:Bench
+        controllers:
+          api: {hello: hello}
+        routes:
+          - {verb: get, url: /hello, controller: api, action: hello}
+''')
+
+# The gateway with the MQTT protocol started beside HTTP, as the entry point will start it.
+SERVER = textwrap.dedent('''
+    import sys
+    from sanic_gateway.app import create_app
+    from sanic_gateway.config import load_config
+    from sanic_gateway.gateway import Gateway
+    from sanic_gateway.protocols.mqtt import MqttProtocol
+
+    class EntryPoint:
+        def __init__(self, gateway, config):
+            self.funnel, self.config = gateway.funnel, config
+
+        def new_connection(self, connection):
+            pass
+
+        async def execute(self, request):
+            return (await self.funnel.execute(request)).envelope()
+
+        def remove_connection(self, connection_id):
+            pass
+
+    http_port, mqtt_port = int(sys.argv[1]), int(sys.argv[2])
+    gateway = Gateway.build(load_config("gateway.yaml"))
+    app = create_app(gateway)
+    mqtt = MqttProtocol()
+
+    @app.after_server_start
+    async def start_mqtt(app, _):
+        await mqtt.init(EntryPoint(gateway, {"enabled": True, "port": mqtt_port}), None)
+
+    @app.before_server_stop
+    async def stop_mqtt(app, _):
+        await mqtt.stop()
+
+    app.run(host="127.0.0.1", port=http_port, single_process=True, access_log=False,
+            motd=False)
+''')
+
+REQUEST = b'{"controller": "bench/api", "action": "hello"}'
+
+
+def mqtt_rate(port: int, duration: int, clients: int, inflight: int) -> tuple[float, float]:
+    """Responses per second over `duration` (after a 2 s warm-up), and this process's CPU
+    share meanwhile. Raises if any response is not a 200."""
+    counts = [0] * clients
+    bad: list[bytes] = []
+    stopping = threading.Event()
+    connected = threading.Semaphore(0)
+    pahos = []
+    for i in range(clients):
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"bench-{i}",
+                             protocol=paho.MQTTv311)
+
+        def on_message(c: paho.Client, _u: object, message: paho.MQTTMessage, i: int = i) -> None:
+            if b'"status":200' not in message.payload:
+                bad.append(message.payload)
+            counts[i] += 1
+            if not stopping.is_set():
+                c.publish("Kuzzle/request", REQUEST)
+
+        client.on_message = on_message
+        client.on_connect = lambda *_: connected.release()
+        client.connect("127.0.0.1", port, keepalive=60)
+        client.loop_start()
+        pahos.append(client)
+    for _ in pahos:
+        if not connected.acquire(timeout=10):
+            raise RuntimeError("an MQTT client did not connect")
+    per_client = max(1, inflight // clients)
+    for client in pahos:
+        client.subscribe("Kuzzle/response")
+        for _ in range(per_client):
+            client.publish("Kuzzle/request", REQUEST)
+    time.sleep(2)  # warm-up
+    start_count, start, cpu0 = sum(counts), time.perf_counter(), _cpu()
+    time.sleep(duration)
+    done, elapsed, cpu = sum(counts) - start_count, time.perf_counter() - start, _cpu() - cpu0
+    stopping.set()
+    for client in pahos:
+        client.disconnect()
+        client.loop_stop()
+    if bad:
+        raise RuntimeError(f"{len(bad)} non-200 responses, e.g. {bad[0][:300]!r}")
+    return done / elapsed, cpu / elapsed
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--inflight", type=int, default=50, help="requests in flight in all")
+    parser.add_argument("--clients", type=int, default=5, help="MQTT client connections")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    if not common.require_wrk():
+        return 2
+    os.sched_setaffinity(0, {1})  # the load client (this process and its wrk) on CPU 1
+    rates: dict[str, list[float]] = {"http": [], "mqtt": []}
+    cpus: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "bench_plugin.py").write_text(PLUGIN)
+        (work / "gateway.yaml").write_text(GATEWAY_YAML)
+        (work / "server.py").write_text(SERVER)
+        http_port, mqtt_port = common.free_port(), common.free_port()
+        cmd = ["taskset", "-c", "0", sys.executable, "server.py", str(http_port), str(mqtt_port)]
+        proc = common.serve(cmd, work, http_port, work / "server.log")
+        try:
+            common.wait_ready(proc, mqtt_port, work / "server.log")
+            url = f"http://127.0.0.1:{http_port}/_/bench/hello"
+            common.wrk(url, 2, args.inflight)  # warm-up
+            for _ in range(args.rounds):
+                out = common.wrk(url, args.duration, args.inflight)
+                rates["http"].append(common.wrk_rate(out))
+                rate, cpu = mqtt_rate(mqtt_port, args.duration, args.clients, args.inflight)
+                rates["mqtt"].append(rate)
+                cpus.append(cpu)
+        finally:
+            common.stop(proc)
+    http = sum(rates["http"]) / len(rates["http"])
+    mqtt = sum(rates["mqtt"]) / len(rates["mqtt"])
+    print(f"HTTP keep-alive (wrk -c{args.inflight})        {http:10.0f} req/s  runs: "
+          f"{[round(r) for r in rates['http']]}")
+    print(f"MQTT ({args.clients} clients, {args.inflight} in flight) {mqtt:10.0f} req/s  runs: "
+          f"{[round(r) for r in rates['mqtt']]}  load client CPU: "
+          f"{[f'{c:.0%}' for c in cpus]}")
+    print(f"ratio MQTT/HTTP = {mqtt / http:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
