@@ -76,11 +76,11 @@ SERVER = textwrap.dedent('''
     mqtt = MqttProtocol()
 
     @app.after_server_start
-    async def start_mqtt(app, _):
+    async def start_mqtt(app):
         await mqtt.init(EntryPoint(gateway, {"enabled": True, "port": mqtt_port}), None)
 
     @app.before_server_stop
-    async def stop_mqtt(app, _):
+    async def stop_mqtt(app):
         await mqtt.stop()
 
     app.run(host="127.0.0.1", port=http_port, single_process=True, access_log=False,

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from amqtt.broker import Broker
+from amqtt.mqtt.publish import PublishPacket
 
 from .. import errors
 from ..request import ClientConnection, Request, RequestContext
@@ -57,7 +58,7 @@ class _Client:
         self.handler = handler
         self.connection = connection
         self.channels: set[str] = set()
-        self.queue: deque[tuple[str, bytes]] = deque()
+        self.queue: deque[bytes] = deque()  # PUBLISH packets not yet written
         self.sender: asyncio.Task[None] | None = None
 
 
@@ -116,10 +117,14 @@ class MqttProtocol:
         """Send `payload` on each channel's topic to every client that joined it."""
         data = dumps(payload)
         for channel in channels:
-            for connection_id in tuple(self._channels.get(channel, ())):
+            members = self._channels.get(channel)
+            if not members:
+                continue
+            packet = _publish_packet(channel, data)  # encoded once for every member
+            for connection_id in tuple(members):
                 client = self._connections.get(connection_id)
                 if client is not None:
-                    self._send(client, channel, data)
+                    self._send(client, packet)
 
     def notify(self, channels: list[str], connection_id: str, payload: Any) -> None:
         """Send `payload` on each channel's topic to one client."""
@@ -128,7 +133,7 @@ class MqttProtocol:
             return
         data = dumps(payload)
         for channel in channels:
-            self._send(client, channel, data)
+            self._send(client, _publish_packet(channel, data))
 
     def join_channel(self, channel: str, connection_id: str) -> None:
         client = self._connections.get(connection_id)
@@ -233,7 +238,7 @@ class MqttProtocol:
                 body = dumps({**envelope, "status": error.status, "error": error.to_dict(),
                               "result": None})
             if client.connection.id in self._connections:
-                self._send(client, self.response_topic, body)
+                self._send(client, _publish_packet(self.response_topic, body))
         finally:
             self._in_flight -= 1
             if not self._in_flight:
@@ -261,24 +266,28 @@ class MqttProtocol:
             log.exception("MQTT: execute failed for %r", request)
             return _error_envelope(context, errors.wrap(exc), request)
 
-    def _send(self, client: _Client, topic: str, data: bytes) -> None:
+    def _send(self, client: _Client, packet: bytes) -> None:
         if len(client.queue) >= self.send_queue:
             log.warning("MQTT client %s (%s) does not read: send queue full (%d), disconnecting",
                         client.client_id, client.connection.id, self.send_queue)
             client.queue.clear()
             self.disconnect(client.connection.id)
             return
-        client.queue.append((topic, data))
+        client.queue.append(packet)
         if client.sender is None:
             client.sender = asyncio.get_running_loop().create_task(self._drain(client))
 
     async def _drain(self, client: _Client) -> None:
-        """Publish a client's queue in order; waits while the client's socket is full."""
-        queue, handler = client.queue, client.handler
+        """Write a client's queue in order, all that waits in one write; then wait while the
+        client's socket is full. (QoS 0 needs no broker state: amqtt's `mqtt_publish` would
+        write and drain each packet alone, the main cost of a response.)"""
+        queue, writer = client.queue, client.handler.writer
         try:
-            while queue:
-                topic, data = queue.popleft()
-                await handler.mqtt_publish(topic, data, 0, False)
+            while queue and writer is not None:
+                data = b"".join(queue) if len(queue) > 1 else queue[0]
+                queue.clear()
+                writer.write(data)
+                await writer.drain()
         except Exception as exc:  # the connection went away under us: its removal follows
             log.debug("MQTT: send to %s failed: %r", client.client_id, exc)
             queue.clear()
@@ -312,6 +321,11 @@ def _error_envelope(context: RequestContext, error: errors.GatewayError,
     request = request or Request({}, context)
     request.set_error(error)
     return request.envelope()
+
+
+def _publish_packet(topic: str, data: bytes) -> bytes:
+    """A QoS 0 PUBLISH, as amqtt encodes it."""
+    return bytes(PublishPacket.build(topic, data, None, False, 0, False).to_bytes())
 
 
 def _closed(handler: BrokerProtocolHandler) -> bool:
