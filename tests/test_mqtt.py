@@ -218,6 +218,15 @@ async def test_a_malformed_payload_gets_a_400_and_the_connection_stays(mqtt):
     assert not client.closed.done()
 
 
+async def test_a_request_over_max_request_size_is_refused(mqtt):
+    m = await mqtt(max_request_size=1000)
+    client = await m.client()
+    big = await client.request(controller="rec/api", action="echo", body={"x": "y" * 1000})
+    assert big["status"] == 413 and big["error"]["id"] == "api.assert.size_limit"
+    small = await client.request(controller="rec/api", action="echo", body={"x": "y" * 900})
+    assert small["status"] == 200
+
+
 async def test_errors_and_rights_are_the_funnels(mqtt):
     m = await mqtt(closed_yaml())
     client = await m.client()

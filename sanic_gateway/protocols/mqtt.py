@@ -38,6 +38,7 @@ log = logging.getLogger("sanic_gateway.mqtt")
 REQUEST_TOPIC = "Kuzzle/request"
 RESPONSE_TOPIC = "Kuzzle/response"
 SEND_QUEUE = 1000  # messages waiting for one slow client before it is disconnected
+MAX_REQUEST_SIZE = 1048576  # bytes, as server.max_request_size
 STOP_TIMEOUT = 10.0  # seconds given to requests in flight when the protocol stops
 
 
@@ -75,6 +76,7 @@ class MqttProtocol:
         self.response_topic = RESPONSE_TOPIC
         self.allow_pubsub = False
         self.send_queue = SEND_QUEUE
+        self.max_request_size = MAX_REQUEST_SIZE
         self.broker: Broker | None = None
         self._clients: dict[str, _Client] = {}  # by MQTT client id
         self._connections: dict[str, _Client] = {}  # by gateway connection id
@@ -96,6 +98,7 @@ class MqttProtocol:
             return False
         self.allow_pubsub = bool(config.get("allow_pubsub", False))
         self.send_queue = int(config.get("send_queue", SEND_QUEUE))
+        self.max_request_size = int(config.get("max_request_size", MAX_REQUEST_SIZE))
         host = str(config.get("host") or "127.0.0.1")
         port = int(config.get("port", 1883))
         _quiet_amqtt()
@@ -248,6 +251,9 @@ class MqttProtocol:
 
     async def _execute(self, client: _Client, data: bytes | bytearray) -> dict[str, Any]:
         context = RequestContext(client.connection)
+        if len(data) > self.max_request_size:
+            return _error_envelope(context, errors.get(
+                "api.assert.size_limit", f"request over {self.max_request_size} bytes"))
         try:
             payload = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
