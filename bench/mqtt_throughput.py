@@ -9,9 +9,10 @@ dict. Loads, in turn on the same server (alternating, so drift hits both):
 (b) MQTT: paho-mqtt clients publishing on `Kuzzle/request`, each keeping requests in flight
     and counting the responses received on `Kuzzle/response` (every one checked to be a 200).
 
-The server is pinned to CPU 0 and the load (wrk, or this script for MQTT) to CPU 1. The MQTT
-load client is Python: its CPU use is printed, and a load client at ~100% means the MQTT figure
-is a lower bound.
+The server is pinned to CPU 0 and the load (wrk, or this script for MQTT) to CPU 1. Besides
+the rates, the server's CPU time per request is printed (from /proc): on a shared machine it
+moves much less than the rates do. The MQTT load client is Python: its CPU use is printed, and a
+load client at ~100% means the MQTT figure is a lower bound.
 
     python bench/mqtt_throughput.py [--duration 10] [--inflight 50] [--clients 5] [--rounds 2]
 """
@@ -20,12 +21,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
+import statistics
 import sys
 import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as `python bench/<script>.py`
@@ -90,9 +94,10 @@ SERVER = textwrap.dedent('''
 REQUEST = b'{"controller": "bench/api", "action": "hello"}'
 
 
-def mqtt_rate(port: int, duration: int, clients: int, inflight: int) -> tuple[float, float]:
-    """Responses per second over `duration` (after a 2 s warm-up), and this process's CPU
-    share meanwhile. Raises if any response is not a 200."""
+def mqtt_rate(port: int, duration: int, clients: int, inflight: int,
+              server_cpu: Callable[[], float]) -> tuple[float, float, float]:
+    """Responses per second over `duration` (after a 2 s warm-up), the server's CPU seconds per
+    response and this process's CPU share meanwhile. Raises if any response is not a 200."""
     counts = [0] * clients
     bad: list[bytes] = []
     stopping = threading.Event()
@@ -123,16 +128,17 @@ def mqtt_rate(port: int, duration: int, clients: int, inflight: int) -> tuple[fl
         for _ in range(per_client):
             client.publish("Kuzzle/request", REQUEST)
     time.sleep(2)  # warm-up
-    start_count, start, cpu0 = sum(counts), time.perf_counter(), _cpu()
+    start_count, start, cpu0, server0 = sum(counts), time.perf_counter(), _cpu(), server_cpu()
     time.sleep(duration)
     done, elapsed, cpu = sum(counts) - start_count, time.perf_counter() - start, _cpu() - cpu0
+    server = server_cpu() - server0
     stopping.set()
     for client in pahos:
         client.disconnect()
         client.loop_stop()
     if bad:
         raise RuntimeError(f"{len(bad)} non-200 responses, e.g. {bad[0][:300]!r}")
-    return done / elapsed, cpu / elapsed
+    return done / elapsed, server / done, cpu / elapsed
 
 
 def _cpu() -> float:
@@ -140,18 +146,35 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def process_cpu(pid: int) -> Callable[[], float]:
+    """CPU seconds (user + system) used so far by process `pid`."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def read() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+    return read
+
+
+def _line(label: str, rates: list[float], cpus: list[float], extra: str = "") -> str:
+    return (f"{label:34s} {statistics.median(rates):8.0f} req/s (median)  "
+            f"{statistics.median(cpus) * 1e6:6.0f} us server CPU/request  "
+            f"runs: {[round(r) for r in rates]}{extra}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--inflight", type=int, default=50, help="requests in flight in all")
     parser.add_argument("--clients", type=int, default=5, help="MQTT client connections")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if not common.require_wrk():
         return 2
     os.sched_setaffinity(0, {1})  # the load client (this process and its wrk) on CPU 1
     rates: dict[str, list[float]] = {"http": [], "mqtt": []}
-    cpus: list[float] = []
+    costs: dict[str, list[float]] = {"http": [], "mqtt": []}
+    client_cpus: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "bench_plugin.py").write_text(PLUGIN)
@@ -162,24 +185,31 @@ def main() -> int:
         proc = common.serve(cmd, work, http_port, work / "server.log")
         try:
             common.wait_ready(proc, mqtt_port, work / "server.log")
+            server_cpu = process_cpu(proc.pid)  # taskset execs the server: same pid
             url = f"http://127.0.0.1:{http_port}/_/bench/hello"
             common.wrk(url, 2, args.inflight)  # warm-up
             for _ in range(args.rounds):
+                before = server_cpu()
                 out = common.wrk(url, args.duration, args.inflight)
+                match = re.search(r"(\d+) requests in", out)
+                assert match, out
+                total = int(match.group(1))
                 rates["http"].append(common.wrk_rate(out))
-                rate, cpu = mqtt_rate(mqtt_port, args.duration, args.clients, args.inflight)
+                costs["http"].append((server_cpu() - before) / total)
+                rate, cost, cpu = mqtt_rate(mqtt_port, args.duration, args.clients,
+                                            args.inflight, server_cpu)
                 rates["mqtt"].append(rate)
-                cpus.append(cpu)
+                costs["mqtt"].append(cost)
+                client_cpus.append(cpu)
         finally:
             common.stop(proc)
-    http = sum(rates["http"]) / len(rates["http"])
-    mqtt = sum(rates["mqtt"]) / len(rates["mqtt"])
-    print(f"HTTP keep-alive (wrk -c{args.inflight})        {http:10.0f} req/s  runs: "
-          f"{[round(r) for r in rates['http']]}")
-    print(f"MQTT ({args.clients} clients, {args.inflight} in flight) {mqtt:10.0f} req/s  runs: "
-          f"{[round(r) for r in rates['mqtt']]}  load client CPU: "
-          f"{[f'{c:.0%}' for c in cpus]}")
-    print(f"ratio MQTT/HTTP = {mqtt / http:.3f}")
+    print(_line(f"HTTP keep-alive (wrk -c{args.inflight})", rates["http"], costs["http"]))
+    print(_line(f"MQTT ({args.clients} clients, {args.inflight} in flight)", rates["mqtt"],
+                costs["mqtt"], f"  load client CPU: {[f'{c:.0%}' for c in client_cpus]}"))
+    rate_ratio = statistics.median(rates["mqtt"]) / statistics.median(rates["http"])
+    cost_ratio = statistics.median(costs["http"]) / statistics.median(costs["mqtt"])
+    print(f"MQTT/HTTP: rate ratio {rate_ratio:.3f}, CPU-per-request ratio (HTTP/MQTT) "
+          f"{cost_ratio:.3f}")
     return 0
 
 
