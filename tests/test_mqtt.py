@@ -286,6 +286,19 @@ async def test_with_pubsub_clients_talk_but_cannot_forge_responses_or_notificati
     assert listener.messages.empty()
 
 
+async def test_a_message_retained_on_a_future_channel_topic_is_dropped(mqtt):
+    m = await mqtt(allow_pubsub=True)
+    talker = await m.client("talker")
+    talker.paho.publish("room-2", json.dumps({"forged": True}), qos=0, retain=True)
+    assert (await talker.request(controller="server", action="now"))["status"] == 200
+    m.protocol.join_channel("room-2", next(iter(m.entry.connections)))
+    listener = await m.client("listener")
+    assert await listener.subscribe("room-2")
+    assert (await listener.request(controller="server", action="now", requestId="own"))[
+        "requestId"] == "own"
+    assert listener.messages.empty()
+
+
 async def test_channels_notify_broadcast_join_leave(mqtt):
     m = await mqtt()
     a, b, outsider = await m.client("a"), await m.client("b"), await m.client("c")

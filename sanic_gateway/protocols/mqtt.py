@@ -140,9 +140,15 @@ class MqttProtocol:
 
     def join_channel(self, channel: str, connection_id: str) -> None:
         client = self._connections.get(connection_id)
-        if client is not None:
-            client.channels.add(channel)
-            self._channels.setdefault(channel, set()).add(connection_id)
+        if client is None:
+            return
+        client.channels.add(channel)
+        members = self._channels.get(channel)
+        if members is None:
+            members = self._channels[channel] = set()
+            if self.broker is not None:  # a message retained there earlier would pass for ours
+                self.broker.retained_messages.pop(channel, None)
+        members.add(connection_id)
 
     def leave_channel(self, channel: str, connection_id: str) -> None:
         client = self._connections.get(connection_id)
