@@ -64,7 +64,12 @@ class _Client:
 
 
 class MqttProtocol:
-    """The built-in MQTT protocol, written against the protocol interface like any other."""
+    """The built-in MQTT protocol, written against the protocol interface like any other.
+
+    Reads from `entry_point.config`: `enabled`, `port` (1883), `allow_pubsub` (false), and
+    optionally `host` (127.0.0.1), `max_request_size` (1 MB), `send_queue` (1000 messages),
+    `max_connections` (0: no limit).
+    """
 
     name = "mqtt"
 
@@ -90,8 +95,7 @@ class MqttProtocol:
     # -- protocol interface --------------------------------------------------------------------
 
     async def init(self, entry_point: Any, context: Any = None) -> bool:
-        """Start the broker on `config.port` (and `config.host`, default 127.0.0.1).
-        Returns False, starting nothing, when the protocol is disabled."""
+        """Start the broker. Returns False, starting nothing, when the protocol is disabled."""
         self.entry_point, self.context = entry_point, context
         self.config = config = dict(getattr(entry_point, "config", None) or {})
         if config.get("enabled") is False:
