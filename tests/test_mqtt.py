@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import types
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
 
+from sanic_gateway import errors
+from sanic_gateway.plugins.context import frozen
 from sanic_gateway.protocols.mqtt import MqttProtocol
-from sanic_gateway.request import ClientConnection, Request
+from sanic_gateway.request import ClientConnection, Request, RequestContext
 from tests.security_helpers import closed_yaml
 from tests.test_events import rec_yaml
 from tests.test_http import ENVELOPE_KEYS
@@ -153,7 +156,9 @@ async def mqtt(serve: Any) -> AsyncIterator[Callable[..., Any]]:
         port = free_port()
         entry = FunnelEntryPoint(served.gateway, {"enabled": True, "port": port, **config})
         protocol = MqttProtocol()
-        assert await protocol.init(entry, None) is True
+        # as the gateway's protocol context: the whole gateway.yaml, read-only
+        context = types.SimpleNamespace(config=frozen(served.gateway.config.data))
+        assert await protocol.init(entry, context) is True
         started.append(protocol)
         return Mqtt(served, protocol, entry, port, clients)
 
@@ -218,13 +223,53 @@ async def test_a_malformed_payload_gets_a_400_and_the_connection_stays(mqtt):
     assert not client.closed.done()
 
 
-async def test_a_request_over_max_request_size_is_refused(mqtt):
-    m = await mqtt(max_request_size=1000)
+@pytest.mark.parametrize("where", ["server", "protocol"])
+async def test_a_request_over_max_request_size_is_refused(mqtt, where):
+    if where == "server":  # server.max_request_size, as for HTTP
+        m = await mqtt("server: {max_request_size: 1000}\n" + rec_yaml())
+    else:
+        m = await mqtt(max_request_size=1000)
     client = await m.client()
     big = await client.request(controller="rec/api", action="echo", body={"x": "y" * 1000})
     assert big["status"] == 413 and big["error"]["id"] == "api.assert.size_limit"
     small = await client.request(controller="rec/api", action="echo", body={"x": "y" * 900})
     assert small["status"] == 200
+
+
+class CheckingEntryPoint(FunnelEntryPoint):
+    """Like the gateway's entry point: shared input checks and its own error envelope."""
+
+    def request(self, payload: Any, connection: ClientConnection) -> Request:
+        if isinstance(payload, dict) and "forbidden" in payload:
+            raise errors.get("api.assert.forbidden_argument", "forbidden")
+        if not isinstance(payload, dict):
+            raise errors.get("api.assert.invalid_body", "not an object")
+        return Request(payload, RequestContext(connection))
+
+    def error_envelope(self, error: BaseException, request_id: str | None = None) -> dict:
+        request = Request({"requestId": request_id} if request_id else {})
+        request.set_error(error)
+        return {**request.envelope(), "checked": True}
+
+
+async def test_the_entry_points_own_checks_and_error_envelope_are_used(serve):
+    served = await serve(rec_yaml())
+    entry = CheckingEntryPoint(served.gateway, {"enabled": True, "port": free_port()})
+    protocol = MqttProtocol()
+    await protocol.init(entry, None)
+    client = Client(entry.config["port"])
+    try:
+        await client.connect()
+        refused = await client.request(controller="server", action="now", forbidden=1,
+                                       requestId="f")
+        assert refused["error"]["id"] == "api.assert.forbidden_argument"
+        assert refused["requestId"] == "f" and refused["checked"] is True
+        client.publish("Kuzzle/request", b"[]")
+        assert (await client.get())[1]["error"]["message"] == "Invalid request body: not an object"
+        assert (await client.request(controller="server", action="now"))["status"] == 200
+    finally:
+        await client.close()
+        await protocol.stop()
 
 
 async def test_errors_and_rights_are_the_funnels(mqtt):
@@ -308,14 +353,14 @@ async def test_channels_notify_broadcast_join_leave(mqtt):
     m.protocol.join_channel("ch-1", ids["b"])
     m.protocol.join_channel("ch-2", ids["b"])
     m.protocol.broadcast(["ch-1"], {"n": 1})
-    assert await a.get() == ("ch-1", {"n": 1})
-    assert await b.get() == ("ch-1", {"n": 1})
+    assert await a.get() == ("ch-1", {"n": 1, "room": "ch-1"})
+    assert await b.get() == ("ch-1", {"n": 1, "room": "ch-1"})
     m.protocol.notify(["ch-1", "ch-2"], ids["b"], {"n": 2})
-    assert await b.get() == ("ch-1", {"n": 2})
-    assert await b.get() == ("ch-2", {"n": 2})
+    assert await b.get() == ("ch-1", {"n": 2, "room": "ch-1"})
+    assert await b.get() == ("ch-2", {"n": 2, "room": "ch-2"})
     m.protocol.leave_channel("ch-1", ids["b"])
     m.protocol.broadcast(["ch-1"], {"n": 3})
-    assert await a.get() == ("ch-1", {"n": 3})
+    assert await a.get() == ("ch-1", {"n": 3, "room": "ch-1"})
     for client in (a, b, outsider):  # each one's next message is its own answer
         assert (await client.request(controller="server", action="now"))["status"] == 200
         assert client.messages.empty()

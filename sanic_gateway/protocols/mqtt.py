@@ -2,11 +2,11 @@
 
 A client publishes a JSON request on `Kuzzle/request`; the gateway executes it and publishes the
 response envelope on `Kuzzle/response` to that client only (other clients subscribed to
-`Kuzzle/response` never see it). Notifications are published on the channel's topic: `notify`
-to one client, `broadcast` to every client that joined the channel. With `allow_pubsub: false`
-(the default) a client may publish only requests; with `true` the broker also routes plain
-publish/subscribe between clients, except on the response topic and on live channel topics
-(so that nobody can forge a response or a notification).
+`Kuzzle/response` never see it). Notifications are published on the channel's topic, with
+`room` = the channel: `notify` to one client, `broadcast` to every client that joined it.
+With `allow_pubsub: false` (the default) a client may publish only requests; with `true` the
+broker also routes plain publish/subscribe between clients, except on the response topic and on
+live channel topics (so that nobody can forge a response or a notification).
 
 Each client has a bounded send queue: a client that stops reading is disconnected when its queue
 is full, and never holds up the others.
@@ -18,6 +18,7 @@ import asyncio
 import inspect
 import logging
 from collections import deque
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -67,8 +68,13 @@ class MqttProtocol:
     """The built-in MQTT protocol, written against the protocol interface like any other.
 
     Reads from `entry_point.config`: `enabled`, `port` (1883), `allow_pubsub` (false), and
-    optionally `host` (127.0.0.1), `max_request_size` (1 MB), `send_queue` (1000 messages),
-    `max_connections` (0: no limit).
+    optionally `host` and `max_request_size` (default: `server.host` and
+    `server.max_request_size` from `context.config`, else 127.0.0.1 and 1 MB), `send_queue`
+    (1000 messages) and `max_connections` (0: no limit).
+
+    Where the entry point offers them, its `request(payload, connection)` (shared input
+    checks), `error_envelope(error)` and `dumps(envelope)` are used, so that MQTT answers
+    exactly as the other protocols do.
     """
 
     name = "mqtt"
@@ -101,9 +107,11 @@ class MqttProtocol:
         if config.get("enabled") is False:
             return False
         self.allow_pubsub = bool(config.get("allow_pubsub", False))
+        server = _server_section(context)
         self.send_queue = int(config.get("send_queue", SEND_QUEUE))
-        self.max_request_size = int(config.get("max_request_size", MAX_REQUEST_SIZE))
-        host = str(config.get("host") or "127.0.0.1")
+        self.max_request_size = int(config.get("max_request_size")
+                                    or server.get("max_request_size") or MAX_REQUEST_SIZE)
+        host = str(config.get("host") or server.get("host") or "127.0.0.1")
         port = int(config.get("port", 1883))
         _quiet_amqtt()
         broker = Broker({
@@ -122,12 +130,11 @@ class MqttProtocol:
 
     def broadcast(self, channels: list[str], payload: Any) -> None:
         """Send `payload` on each channel's topic to every client that joined it."""
-        data = dumps(payload)
         for channel in channels:
             members = self._channels.get(channel)
             if not members:
                 continue
-            packet = _publish_packet(channel, data)  # encoded once for every member
+            packet = _publish_packet(channel, dumps({**payload, "room": channel}))  # once for all
             for connection_id in tuple(members):
                 client = self._connections.get(connection_id)
                 if client is not None:
@@ -138,9 +145,8 @@ class MqttProtocol:
         client = self._connections.get(connection_id)
         if client is None:
             return
-        data = dumps(payload)
         for channel in channels:
-            self._send(client, _publish_packet(channel, data))
+            self._send(client, _publish_packet(channel, dumps({**payload, "room": channel})))
 
     def join_channel(self, channel: str, connection_id: str) -> None:
         client = self._connections.get(connection_id)
@@ -242,14 +248,7 @@ class MqttProtocol:
         self._in_flight += 1
         self._idle.clear()
         try:
-            envelope = await self._execute(client, data)
-            try:
-                body = dumps(envelope)
-            except TypeError as exc:
-                log.error("MQTT: unserializable response to %s: %s", envelope.get("requestId"), exc)
-                error = errors.get("plugin.controller.unserializable_response")
-                body = dumps({**envelope, "status": error.status, "error": error.to_dict(),
-                              "result": None})
+            body = self._dumps(await self._execute(client, data))
             if client.connection.id in self._connections:
                 self._send(client, _publish_packet(self.response_topic, body))
         finally:
@@ -260,27 +259,57 @@ class MqttProtocol:
     # -- internals -------------------------------------------------------------------------------
 
     async def _execute(self, client: _Client, data: bytes | bytearray) -> dict[str, Any]:
-        context = RequestContext(client.connection)
-        if len(data) > self.max_request_size:
-            return _error_envelope(context, errors.get(
-                "api.assert.size_limit", f"request over {self.max_request_size} bytes"))
+        """The response envelope for one published request; errors before the funnel
+        (size, JSON, shape, shutting down) in the same envelope."""
+        request_id = None
         try:
-            payload = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            return _error_envelope(context, errors.get("api.assert.invalid_body",
-                                                       f"malformed JSON: {exc}"))
-        if not isinstance(payload, dict):
-            return _error_envelope(context, errors.get(
-                "api.assert.invalid_body", f"expected a JSON object, got {type(payload).__name__}"))
-        request = Request(payload, context)
-        if self._stopping:
-            return _error_envelope(context, errors.get(
-                "core.fatal.service_unavailable", "the gateway is shutting down"), request)
-        try:
+            if len(data) > self.max_request_size:
+                raise errors.get("api.assert.size_limit",
+                                 f"request over {self.max_request_size} bytes")
+            try:
+                payload = orjson.loads(data)
+            except orjson.JSONDecodeError as exc:
+                raise errors.get("api.assert.invalid_body", f"malformed JSON: {exc}") from None
+            if isinstance(payload, dict):
+                request_id = payload.get("requestId")
+            request = self._request(payload, client.connection)
+            if self._stopping:
+                raise errors.get("core.fatal.service_unavailable", "the gateway is shutting down")
             return await _settle(self.entry_point.execute(request))
+        except errors.GatewayError as exc:
+            return self._error_envelope(exc, request_id)
         except Exception as exc:
-            log.exception("MQTT: execute failed for %r", request)
-            return _error_envelope(context, errors.wrap(exc), request)
+            log.exception("MQTT: execute failed for request %s", request_id)
+            return self._error_envelope(exc, request_id)
+
+    def _request(self, payload: Any, connection: ClientConnection) -> Request:
+        build = getattr(self.entry_point, "request", None)
+        if callable(build):
+            return build(payload, connection)
+        if not isinstance(payload, dict):
+            raise errors.get("api.assert.invalid_body",
+                             f"expected a JSON object, got {type(payload).__name__}")
+        return Request(payload, RequestContext(connection))
+
+    def _error_envelope(self, error: BaseException, request_id: Any) -> dict[str, Any]:
+        build = getattr(self.entry_point, "error_envelope", None)
+        if callable(build):
+            return build(error, request_id if isinstance(request_id, str) else None)
+        request = Request({"requestId": request_id} if isinstance(request_id, str) else {})
+        request.set_error(error)
+        return request.envelope()
+
+    def _dumps(self, envelope: dict[str, Any]) -> bytes:
+        encode = getattr(self.entry_point, "dumps", None)
+        if callable(encode):
+            return encode(envelope)
+        try:
+            return dumps(envelope)
+        except TypeError as exc:
+            log.error("MQTT: unserializable response to %s: %s", envelope.get("requestId"), exc)
+            error = errors.get("plugin.controller.unserializable_response")
+            return dumps({**envelope, "status": error.status, "error": error.to_dict(),
+                          "result": None})
 
     def _send(self, client: _Client, packet: bytes) -> None:
         if len(client.queue) >= self.send_queue:
@@ -331,17 +360,16 @@ class MqttProtocol:
         task.add_done_callback(self._tasks.discard)
 
 
-def _error_envelope(context: RequestContext, error: errors.GatewayError,
-                    request: Request | None = None) -> dict[str, Any]:
-    """The envelope for a request that never reached the funnel (same shape as any other)."""
-    request = request or Request({}, context)
-    request.set_error(error)
-    return request.envelope()
-
-
 def _publish_packet(topic: str, data: bytes) -> bytes:
     """A QoS 0 PUBLISH, as amqtt encodes it."""
     return bytes(PublishPacket.build(topic, data, None, False, 0, False).to_bytes())
+
+
+def _server_section(context: Any) -> Mapping[str, Any]:
+    """`server` of the whole gateway.yaml, when the context carries it (`context.config`)."""
+    config = getattr(context, "config", None)
+    server = config.get("server") if isinstance(config, Mapping) else None
+    return server if isinstance(server, Mapping) else {}
 
 
 def _closed(handler: BrokerProtocolHandler) -> bool:
