@@ -137,6 +137,8 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
             "invalid_search_query": (
                 40, "BadRequestError", "Invalid search query: %s"),
             "unavailable": (60, "ServiceUnavailableError", "Storage unavailable: %s"),
+            "duplicate_value": (
+                101, "PreconditionError", 'A document of "%s" already has this value in "%s".'),
         }),
     }),
     "api": (2, {
@@ -153,6 +155,9 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
             "invalid_body": (17, "BadRequestError", "Invalid request body: %s"),
             "bad_request": (18, "BadRequestError", "Bad request: %s"),
             "size_limit": (19, "SizeLimitError", "Size limit exceeded: %s"),
+            "too_deep": (
+                20, "BadRequestError",
+                'Argument "%s" is nested too deeply (at most %s levels of objects and arrays).'),
         }),
         "process": (2, {
             "overloaded": (
@@ -180,6 +185,7 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
             "volatile_parse_failed": (
                 11, "BadRequestError",
                 'Unable to convert the "x-kuzzle-volatile" HTTP header to JSON: %s'),
+            "invalid_header": (20, "BadRequestError", 'Invalid HTTP header "%s": %s'),
         }),
         "websocket": (3, {
             "unexpected_error": (
@@ -251,6 +257,8 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
             "rejected": (3, "BadRequestError", "Credentials rejected: %s"),
             "not_found": (4, "NotFoundError", 'No "%s" credentials for user "%s".'),
             "already_exist": (5, "PreconditionError", 'User "%s" already has "%s" credentials.'),
+            "username_taken": (101, "PreconditionError", 'Login "%s" is already used.'),
+            "invalid_username": (102, "BadRequestError", "Invalid username: %s"),
         }),
         "user": (4, {
             "already_exists": (1, "PreconditionError", 'User "%s" already exists.'),

@@ -24,13 +24,14 @@ from .funnel import Funnel
 from .plugins import GatewayPluginManager, LoadedPlugin, PluginContext, load_plugins
 from .plugins.functions import FunctionError, resolve
 from .security import OpenPolicy
+from .security.declared import closed_warnings
 from .security.service import Security
 from .security.strategies import check_signature, strategy_from_callables
 from .storage import Storage, open_storage
 
 log = logging.getLogger("sanic_gateway")
 
-# Events the core fires besides each action's before/after/error (SPEC 5.1).
+# Events the core fires besides each action's before/after/error.
 CORE_EVENTS = (
     "request:beforeExecution", "request:onAuthorized", "request:onUnauthorized",
     "request:onSuccess", "request:onError", "request:afterExecution",
@@ -63,6 +64,7 @@ class Gateway:
         self.plugin_strategies: list[tuple[str, str, list[str], dict[str, Any]]] = []
         self.storage: Storage | None = None  # opened by start()
         self.security: Security | None = None
+        self.warnings: list[ConfigIssue] = []  # what `check` prints besides its summary
 
     # -- build -------------------------------------------------------------------------------
 
@@ -81,6 +83,8 @@ class Gateway:
             gateway._add_plugin(plugin, issues)
         if issues:
             raise ConfigError(issues)
+        gateway.warnings = closed_warnings(config.data, gateway.plugin_controllers(),
+                                           config.issue)
         gateway.bus.set_listeners(gateway.pipes, gateway.hooks)
         gateway.bus.compile(gateway.known_events())
         gateway.funnel.prepare()
@@ -112,8 +116,10 @@ class Gateway:
 
         for kind, target in (("hook", self.hooks), ("pipe", self.pipes)):
             for pattern, names in spec.get(f"{kind}s", {}).items():
-                for fname in names:
-                    found = function((f"{kind}s", pattern), fname, kind)
+                for index, fname in enumerate(names):
+                    # a list names each item; `event: name` became a one-item list
+                    at = (f"{kind}s", pattern, *((index,) if len(names) > 1 else ()))
+                    found = function(at, fname, kind)
                     if found:
                         fn, nargs = found
                         target.append(Listener(name, pattern, fname, as_async(fn), nargs >= 2))
@@ -154,6 +160,10 @@ class Gateway:
             log.warning("plugin %r: 'threads' (hooks in worker processes) is not supported yet; "
                         "its hooks run in the server process", name)
         self.plugins[name] = plugin
+
+    def plugin_controllers(self) -> list[str]:
+        return [c.name for c in self.api.controllers.values()
+                if any(a.plugin for a in c.actions.values())]
 
     def known_events(self) -> Iterator[str]:
         yield from CORE_EVENTS
@@ -196,7 +206,7 @@ class Gateway:
             except errors.GatewayError as exc:
                 issue = self.config.issue(getattr(exc, "declared", ("security",)), exc.message)
                 raise StartError(str(issue)) from exc
-            await self.security.warn_if_open()
+            await self.security.warn_if_open(self.plugin_controllers())
         except BaseException:
             await self.storage.close()
             self.storage = None
@@ -269,6 +279,7 @@ class Gateway:
         for route, action in routes:
             lines.append(f"  {route.verb.upper():6} {route.path} -> "
                          f"{action.controller}:{action.name}")
+        lines += [f"warning: {warning}" for warning in self.warnings]
         return "\n".join(lines)
 
 

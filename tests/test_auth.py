@@ -397,7 +397,7 @@ async def test_credentials_of_any_user_for_an_admin(serve):
     assert (await client.get(f"{base}/_exists", headers=admin)).json()["result"] is False
     denied(await client.post(f"{base}/_validate", headers=admin, json={"username": "alice",
                                                                        "password": "x"}),
-           400, "security.credentials.rejected")
+           412, "security.credentials.username_taken")
     r = await client.post(f"{base}/_create", headers=admin,
                           json={"username": "nc", "password": "nc-password"})
     assert r.json()["result"] == {"username": "nc", "kuid": "nocreds"}

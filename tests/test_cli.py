@@ -193,14 +193,3 @@ def test_run_refuses_to_start_when_init_fails(tmp_path):
     output = proc.stdout + proc.stderr
     assert "plugin 'bad': init failed: RuntimeError: cannot reach the database" in output
     assert "Traceback" not in output
-
-
-def test_run_names_a_bad_declared_security_entry(tmp_path):
-    (tmp_path / "gateway.yaml").write_text(
-        "security:\n  profiles:\n    readers: {policies: [{roleId: nope}]}\n")
-    proc = subprocess.run([SCRIPT, "run", "--port", str(free_port())], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1
-    output = proc.stdout + proc.stderr
-    assert 'gateway.yaml:3: security.profiles.readers: Role "nope" not found.' in output
-    assert "Traceback" not in output

@@ -1,4 +1,4 @@
-"""OAuth2 / OpenID Connect providers declared in gateway.yaml (SPEC 8.4), against a real
+"""OAuth2 / OpenID Connect providers declared in gateway.yaml, against a real
 provider: oauth2-mock-server (tests/oidc/provider.mjs) on loopback, driven through its
 `POST /_mode` switch. The browser is an httpx client following redirects."""
 
@@ -565,6 +565,33 @@ async def test_a_provider_account_named_like_a_local_user_is_not_that_user(serve
     admin = bearer(await login(served.client, "admin", "admin-password"))
     me = (await served.client.get("/_me", headers=admin)).json()["result"]
     assert me["_source"] == {"profileIds": ["admin"]} and me["strategies"] == ["local"]
+
+
+async def test_a_first_login_on_a_closed_gateway_cannot_touch_security(serve, provider):
+    """The provider gives no profile: the user gets `default`, which a closed gateway keeps
+    out of the security controller (it used to be `*:*`, a back door to admin)."""
+    served = await serve(oauth_yaml(provider, f"""
+    mock:
+      oauth2:
+        server_metadata_url: {provider}/.well-known/openid-configuration
+        client_id: {CLIENT_ID}
+        client_secret: gateway-secret
+"""))
+    set_mode(provider, "normal", "newcomer")
+    r = await browser_login(served)
+    assert r.status_code == 200, r.text
+    jwt = bearer(r.json()["result"]["jwt"])
+    me = (await served.client.get("/_me", headers=jwt)).json()["result"]
+    assert me["_source"]["profileIds"] == ["default"]
+    denied(await served.client.post("/users/mine/_create", headers=jwt, json={
+        "content": {"profileIds": ["admin"]},
+        "credentials": {"local": {"username": "mine", "password": "mine-password"}}}),
+        403, "security.rights.forbidden")
+    denied(await served.client.put("/roles/anonymous/_update", headers=jwt,
+                                   json={"controllers": {"*": {"actions": {"*": True}}}}),
+           403, "security.rights.forbidden")
+    denied(await served.client.post("/users/_search", headers=jwt, json={}),
+           403, "security.rights.forbidden")
 
 
 async def test_success_redirect(serve, provider):

@@ -201,7 +201,7 @@ async def test_users_crud_search_and_strategies(serve):
     r = await client.post("/users/carl/_create", headers=admin, json={
         "content": {"profileIds": ["readers"]},
         "credentials": {"local": {"username": "alice", "password": "x"}}})
-    denied(r, 400, "security.credentials.rejected")
+    denied(r, 412, "security.credentials.username_taken")
     denied(await client.get("/users/carl", headers=admin), 404, "security.user.not_found")
 
     assert (await login(client, "bob", "bob-password"))
@@ -581,10 +581,10 @@ async def test_another_users_credentials_are_out_of_reach(serve):
     # taking over admin's username
     r = await client.put("/_me/credentials/local/_update", headers=alice,
                          json={"username": "admin", "password": "mine-now"})
-    denied(r, 400, "security.credentials.rejected")
+    denied(r, 412, "security.credentials.username_taken")
     r = await client.post("/_me/credentials/local/_validate", headers=alice,
                           json={"username": "admin", "password": "mine-now"})
-    denied(r, 400, "security.credentials.rejected")
+    denied(r, 412, "security.credentials.username_taken")
     # smuggling a kuid in the credentials
     r = await client.put("/_me/credentials/local/_update", headers=alice,
                          json={"password": "x", "kuid": "admin"})

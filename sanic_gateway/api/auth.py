@@ -17,8 +17,10 @@ PROTECTED_CONTENT = ("_id", "profileIds", "kuid")
 
 def strategy_arg(request: Request) -> str:
     name = request.input.args.get("strategy")
-    if not isinstance(name, str) or not name:
+    if name is None or name == "":
         raise errors.get("api.assert.missing_argument", "strategy")
+    if not isinstance(name, str):
+        raise errors.get("api.assert.invalid_type", "strategy", "string")
     return name
 
 

@@ -2,39 +2,38 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 from plugin_specs import hookimpl
 
-from .. import errors
+from .. import errors, inputs
 from ..request import Request
-from ..security.store import PROFILES, ROLES, USERS, user_from
+from ..security.store import PROFILES, RESTRICTED_ROLES, ROLES, USERS, user_from
+from ..security.strategies import Strategy
+from ..storage.base import MAX_FROM, MAX_SIZE
 from .auth import strategy_arg, user_response
 from .base import Controller, CoreController, controller
 
-# Kuzzle's restricted defaults, applied by createFirstAdmin with `reset`
-RESTRICTED_ROLES = {
-    "anonymous": {"controllers": {
-        "auth": {"actions": {"checkToken": True, "getCurrentUser": True, "getMyRights": True,
-                             "login": True, "getStrategies": True}},
-        "server": {"actions": {"publicApi": True, "openapi": True, "now": True,
-                               "healthCheck": True}},
-    }},
-    "default": {"controllers": {
-        "auth": {"actions": {"checkToken": True, "getCurrentUser": True, "getMyRights": True,
-                             "logout": True, "updateSelf": True, "refreshToken": True,
-                             "getStrategies": True, "createMyCredentials": True,
-                             "updateMyCredentials": True, "credentialsExist": True,
-                             "validateMyCredentials": True, "deleteMyCredentials": True,
-                             "getMyCredentials": True}},
-        "server": {"actions": {"publicApi": True, "openapi": True, "now": True,
-                               "healthCheck": True}},
-    }},
-}
-
+log = logging.getLogger("sanic_gateway.security")
 
 FIRST_ADMIN_LOCK = ("gateway.locks", "createFirstAdmin")
+
+
+async def undo_credentials(request: Request, kuid: str, created: list[Strategy]) -> None:
+    """After a failed user creation, as Kuzzle does: delete the credentials that plugin
+    strategies created. Those kept in the gateway's storage went with the transaction; this
+    reaches those a strategy keeps elsewhere (its own database, a remote service)."""
+    for strategy in created:
+        if strategy.owner is None:
+            continue
+        try:
+            if await strategy.call("exists", request, kuid):
+                await strategy.call("delete", request, kuid)
+        except Exception:
+            log.exception("strategy %s: could not delete the credentials of user %r, whose "
+                          "creation failed", strategy.name, kuid)
 
 
 def doc_id(request: Request, required: bool = True) -> str | None:
@@ -53,13 +52,8 @@ def body_of(request: Request) -> dict[str, Any]:
 
 def paging(request: Request) -> tuple[int, int]:
     args = request.input.args
-    try:
-        start, size = int(args.get("from", 0)), int(args.get("size", 10))
-    except (TypeError, ValueError):
-        raise errors.get("api.assert.invalid_type", "from/size", "integer") from None
-    if start < 0 or not 0 <= size <= 10000:
-        raise errors.get("api.assert.invalid_argument", "from/size", "0 <= size <= 10000")
-    return start, size
+    return (inputs.int_arg(args.get("from"), "from", 0, MAX_FROM),
+            inputs.int_arg(args.get("size"), "size", 10, MAX_SIZE))
 
 
 class SecurityController(CoreController):
@@ -117,25 +111,37 @@ class SecurityController(CoreController):
 
     async def _create_user(self, request: Request, kuid: str, content: Any,
                            credentials: Any) -> dict[str, Any]:
-        """Create the user, then its credentials; if credentials fail, the user is removed."""
+        """Create the user and its credentials in one storage transaction: all or nothing,
+        even if the process dies midway (see `undo_credentials` for strategies storing
+        elsewhere)."""
         credentials = credentials or {}
         if not isinstance(credentials, dict):
             raise errors.get("api.assert.invalid_type", "body.credentials", "object")
         strategies = {name: self.security.strategies.get(name) for name in credentials}
         for name, strategy in strategies.items():
             await strategy.call("validate", request, credentials[name], kuid, False)
-        user = await self.security.store.create_user(kuid, content)
+        credentials = dict(credentials)  # the request's body stays as it came
+        for name, strategy in strategies.items():  # slow work (hashing) before the transaction
+            if strategy.prepare is not None:
+                credentials[name] = await strategy.prepare(credentials[name])
+        created: list[Strategy] = []
         try:
-            for name, strategy in strategies.items():
-                await strategy.call("create", request, credentials[name], kuid)
+            async with self.security.storage.transaction():
+                user = await self.security.store.create_user(kuid, content)
+                for name, strategy in strategies.items():
+                    await strategy.call("create", request, credentials[name], kuid)
+                    created.append(strategy)
         except Exception:
-            await self.security.store.delete_user(kuid)
+            await undo_credentials(request, kuid, created)
             raise
         return user_response(user)
 
     async def create_first_admin(self, request: Request) -> dict[str, Any]:
         """The first admin, once: a short-lived lock in storage makes two simultaneous calls
         (on any worker or node) give one admin and one 412."""
+        body = request.input.body or {}
+        inputs.object_arg(body.get("content"), "body.content")
+        inputs.object_arg(body.get("credentials"), "body.credentials")
         storage = self.security.storage
         try:
             await storage.create(FIRST_ADMIN_LOCK[0], {}, id=FIRST_ADMIN_LOCK[1], ttl=30)
@@ -152,9 +158,7 @@ class SecurityController(CoreController):
             raise errors.get("api.process.admin_exists")
         body = request.input.body or {}
         kuid = doc_id(request, required=False) or uuid.uuid4().hex
-        content = body.get("content") or {}
-        if not isinstance(content, dict):
-            raise errors.get("api.assert.invalid_type", "body.content", "object")
+        content = body.get("content") or {}  # checked by create_first_admin
         if "profileIds" in content:  # as in Kuzzle: the first admin's profile is not a choice
             raise errors.get("api.assert.forbidden_argument", "body.content.profileIds")
         content = {**content, "profileIds": ["admin"]}
@@ -166,6 +170,8 @@ class SecurityController(CoreController):
 
     async def create_user(self, request: Request) -> dict[str, Any]:
         body = body_of(request)
+        inputs.object_arg(body.get("content"), "body.content")
+        inputs.object_arg(body.get("credentials"), "body.credentials")
         kuid = doc_id(request, required=False) or uuid.uuid4().hex
         return await self._create_user(request, kuid, body.get("content"),
                                        body.get("credentials"))
@@ -191,10 +197,11 @@ class SecurityController(CoreController):
         kuid = doc_id(request)
         store, security = self.security.store, self.security
         await store.get_user(kuid)
-        for strategy in security.strategies.all():
-            if await strategy.call("exists", request, kuid):
-                await strategy.call("delete", request, kuid)
-        await store.delete_user(kuid)
+        async with security.storage.transaction():  # no user left without its credentials
+            for strategy in security.strategies.all():
+                if await strategy.call("exists", request, kuid):
+                    await strategy.call("delete", request, kuid)
+            await store.delete_user(kuid)
         await security.tokens.revoke_all(kuid)
         return {"_id": kuid}
 
@@ -243,7 +250,8 @@ class SecurityController(CoreController):
     async def search_roles(self, request: Request) -> dict[str, Any]:
         """Roles with rules on any of `body.controllers` (all roles without it)."""
         start, size = paging(request)
-        wanted = (request.input.body or {}).get("controllers")
+        wanted = inputs.string_list((request.input.body or {}).get("controllers"),
+                                    "body.controllers")
         roles = await self.security.store._all(ROLES)
         if wanted:
             roles = [r for r in roles if set(wanted) & set(r["_source"]["controllers"])]
@@ -274,7 +282,7 @@ class SecurityController(CoreController):
     async def search_profiles(self, request: Request) -> dict[str, Any]:
         """Profiles using any of `body.roles` (all profiles without it)."""
         start, size = paging(request)
-        wanted = set((request.input.body or {}).get("roles") or ())
+        wanted = set(inputs.string_list((request.input.body or {}).get("roles"), "body.roles"))
         profiles = await self.security.store._all(PROFILES)
         if wanted:
             profiles = [p for p in profiles

@@ -1,9 +1,10 @@
 """Semantic checks of a normalized gateway.yaml: what a schema cannot say.
 
 Names that end up in URLs, event names and Python attribute lookups, routes that point at
-declared controllers and actions, "exactly one of" keys. These run on the normalized document
-even when Cerberus found problems, so every value is type-checked here before use: one run
-reports everything.
+declared controllers and actions, "exactly one of" keys, and the `security:` entries (checked
+by the code that applies them at start). These run on the normalized document even when
+Cerberus found problems, so every value is type-checked here before use: one run reports
+everything.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def check(document: dict[str, Any], issue: MakeIssue) -> list[ConfigIssue]:
             found += _check_name(where, "plugin", name, issue)
             if isinstance(spec, dict):
                 found += _check_plugin(where, spec, issue)
+    # the declared roles, profiles and users: what would stop the start, by the same checks
+    from ..security.declared import check_declared
+    found += check_declared(document, issue)
     return found
 
 

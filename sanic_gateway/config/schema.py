@@ -1,4 +1,4 @@
-"""The Cerberus schema of gateway.yaml (SPEC section 3): data only, the checks live in validate.py.
+"""The Cerberus schema of gateway.yaml: data only, the checks live in validate.py.
 
 Conventions: every mapping with known keys sets `allow_unknown` explicitly, because Cerberus
 otherwise inherits it from the parent (a custom protocol's leniency would leak into `http`).

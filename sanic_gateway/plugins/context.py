@@ -1,4 +1,4 @@
-"""What a plugin receives in init(config, context) (SPEC 4)."""
+"""What a plugin receives in init(config, context)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class Accessors:
         self._plugin = plugin
         self.storage = PluginStorage(gateway, plugin)
         self.strategies = PluginStrategies(gateway, plugin)
-        self.subscription = None  # register/unregister: comes with realtime (SPEC 7.3)
+        self.subscription = None  # register/unregister: comes with realtime
 
     async def execute(self, request: Request | Mapping[str, Any]) -> Request:
         """Run an API request through the whole funnel, events included; return the Request
@@ -54,7 +54,7 @@ class Accessors:
 
 
 class PluginStorage:
-    """`context.accessors.storage`: the plugin's private collections (SPEC 9)."""
+    """`context.accessors.storage`: the plugin's private collections."""
 
     def __init__(self, gateway: Gateway, plugin: str) -> None:
         self._gateway = gateway

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 from typing import Any
+
+from ..config.issues import did_you_mean
 
 # kind: (the call the gateway makes, the positional argument counts it accepts)
 CALLS: dict[str, tuple[str, tuple[int, ...]]] = {
@@ -31,6 +32,17 @@ def public_callables(obj: Any) -> list[str]:
     return [n for n in dir(obj) if not n.startswith("_") and callable(getattr(obj, n, None))]
 
 
+def missing(obj: Any, source: str, fname: str) -> FunctionError:
+    """No `fname` in the plugin: the closest name, else the names there are."""
+    names = public_callables(obj)
+    close = did_you_mean(fname, names)
+    message = f"no function {fname!r} in {source}"
+    if close is None:
+        shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+        message += f" (its functions: {shown or 'none'})"
+    return FunctionError(message, close)
+
+
 def resolve(obj: Any, source: str, fname: str, kind: str,
             arg_counts: tuple[int, ...] | None = None, call: str | None = None,
             ) -> tuple[Callable[..., Any], int]:
@@ -40,8 +52,7 @@ def resolve(obj: Any, source: str, fname: str, kind: str,
     counts = arg_counts or default_counts
     fn = getattr(obj, fname, None)
     if fn is None:
-        close = difflib.get_close_matches(fname, public_callables(obj), n=1)
-        raise FunctionError(f"no function {fname!r} in {source}", close[0] if close else None)
+        raise missing(obj, source, fname)
     if not callable(fn):
         raise FunctionError(f"{fname!r} in {source} is a {type(fn).__name__}, not a function")
     if not counts:  # the caller checks the signature itself

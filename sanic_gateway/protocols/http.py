@@ -28,7 +28,7 @@ from sanic.exceptions import (
 from sanic.handlers import ErrorHandler
 from sanic.response import HTTPResponse
 
-from .. import errors
+from .. import errors, inputs
 from ..request import ClientConnection, Request, RequestContext, new_request_id
 
 if TYPE_CHECKING:
@@ -116,37 +116,32 @@ class HttpAdapter:
 
     def _data(self, http: SanicRequest, controller: str | None, action: str | None,
               params: dict[str, str]) -> dict[str, Any]:
+        """The request's `data`, through the checks every protocol shares (`inputs`)."""
+        headers = http.headers
+        _check_headers(headers)
         raw = http.body
-        body = None
-        if raw:
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise errors.get("api.assert.invalid_body", f"malformed JSON: {exc}") from None
-            if not isinstance(body, dict):
+        if controller is None:  # /_query: the body is the request
+            if not raw:
+                raise errors.get("api.assert.body_required")
+            data = inputs.parse_request(raw)
+        else:
+            body = inputs.loads(raw) if raw else None
+            if body is not None and not isinstance(body, dict):
                 raise errors.get("api.assert.invalid_body",
                                  f"expected a JSON object, got {type(body).__name__}")
-        if controller is None:  # /_query: the body is the request
-            if body is None:
-                raise errors.get("api.assert.body_required")
-            data = body
-        else:
             # the route decides the controller, the action and the body: the query cannot
             data = _query_args(http.query_string) if http.query_string else {}
             if params:
                 data.update(params)
             data["controller"], data["action"], data["body"] = controller, action, body
-        headers = http.headers
         authorization = headers.get("authorization")
         if authorization and authorization[:7].lower() == "bearer ":
             data["jwt"] = authorization[7:].strip()
         volatile = headers.get("x-kuzzle-volatile")
         if volatile:
-            try:
-                data["volatile"] = orjson.loads(volatile)
-            except orjson.JSONDecodeError as exc:
-                raise errors.get("network.http.volatile_parse_failed", str(exc)) from None
-        return data
+            data["volatile"] = inputs.loads(volatile, "volatile",
+                                            "network.http.volatile_parse_failed")
+        return inputs.check_request(data)
 
     def response(self, request: Request) -> HTTPResponse:
         error = request.error
@@ -175,7 +170,8 @@ class HttpAdapter:
     def error_response(self, error: errors.GatewayError, request_id: str | None,
                        ) -> HTTPResponse:
         """An error met before the funnel (routing, size, parsing), in the same envelope."""
-        request_id = request_id or new_request_id()
+        if not request_id or not _header_safe(request_id):  # never echo what was refused
+            request_id = new_request_id()
         envelope = {
             "requestId": request_id, "status": error.status,
             "error": error.to_dict(stack=_stack(error) if self.dev else None),
@@ -184,6 +180,26 @@ class HttpAdapter:
         }
         return HTTPResponse(dumps(envelope), status=error.status,
                             headers={"X-Kuzzle-Request-Id": request_id}, content_type=_JSON)
+
+
+def _header_safe(value: str) -> bool:
+    """Sanic keeps undecodable header bytes as lone surrogates, which no response can carry."""
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_headers(headers: Any) -> None:
+    """Refuse a header (name or value) with bytes that are not UTF-8 (400, the envelope): they would
+    reach plugins and logs as lone surrogates, and fail any response that echoes them."""
+    for name, value in headers.items():
+        if not (_header_safe(value) and _header_safe(name)):
+            name = name.encode(errors="backslashreplace").decode()
+            raise errors.get("network.http.invalid_header", name, "not valid UTF-8")
 
 
 def _query_args(query_string: str) -> dict[str, Any]:

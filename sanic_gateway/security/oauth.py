@@ -1,4 +1,4 @@
-"""OAuth2 / OpenID Connect providers declared in gateway.yaml (SPEC 8.4), on Authlib.
+"""OAuth2 / OpenID Connect providers declared in gateway.yaml, on Authlib.
 
 Authlib has no Sanic client, so this is a small one on its framework-neutral pieces
 (`BaseApp`, `AsyncOAuth2Mixin`, `AsyncOpenIDMixin`, httpx's `AsyncOAuth2Client`), as its
@@ -232,13 +232,14 @@ class OAuthStrategy:
         kuid = uuid.uuid4().hex
         content = {k: claims[k] for k in ("email", "name", "preferred_username", "login")
                    if isinstance(claims.get(k), str)}
-        await self.store.create_user(kuid, {**content, "profileIds": self.conf["profiles"]})
-        try:
-            await self.storage.create(self.credentials, {"kuid": kuid, "claims": {
-                k: v for k, v in claims.items() if isinstance(v, str | int | float | bool)}},
-                id=subject)
+        try:  # the user and its mapping: both or neither, even if the process dies
+            async with self.storage.transaction():
+                await self.store.create_user(
+                    kuid, {**content, "profileIds": self.conf["profiles"]})
+                await self.storage.create(self.credentials, {"kuid": kuid, "claims": {
+                    k: v for k, v in claims.items() if isinstance(v, str | int | float | bool)}},
+                    id=subject)
         except errors.BadRequestError:  # another request created it meanwhile: use that one
-            await self.store.delete_user(kuid)
             return (await self.storage.get(self.credentials, subject))["_source"]["kuid"]
         log.info("oauth %s: user %s created for %s=%s", self.name, kuid, claim, subject)
         return kuid
@@ -270,5 +271,10 @@ class OAuthStrategy:
                 **{k: claims[k] for k in ("email", "name") if k in claims}}
 
     async def refuse(self, *args: Any, **kwargs: Any) -> Any:
-        raise errors.get("security.credentials.rejected",
-                         f"{self.name} credentials come from the provider: log in with it")
+        raise provider_only(self.name)
+
+
+def provider_only(name: str) -> errors.GatewayError:
+    """Why credentials of provider `name` cannot be given (API or gateway.yaml)."""
+    return errors.get("security.credentials.rejected",
+                      f"{name} credentials come from the provider: log in with it")

@@ -1,4 +1,4 @@
-"""Roles and profiles turned into rights, checked for every request (SPEC 8.1).
+"""Roles and profiles turned into rights, checked for every request.
 
 A role is `{controllers: {<controller>|"*": {actions: {<action>|"*": bool}}}}`; a profile lists
 policies `{roleId, restrictedTo?: [{index, collections?}]}`; a user's rights are the union of
@@ -17,25 +17,55 @@ from .. import errors
 OPEN_ROLE = {"controllers": {"*": {"actions": {"*": True}}}}
 
 
+def located(exc: errors.GatewayError, *at: Any) -> errors.GatewayError:
+    """`exc` carrying `at`, the key path inside the checked body where the problem is, so
+    that gateway.yaml's checks can point at its line (see `where`)."""
+    exc.at = at  # type: ignore[attr-defined]
+    return exc
+
+
+def where(exc: BaseException) -> tuple[Any, ...]:
+    """The key path `located` gave `exc`, () if none."""
+    return tuple(getattr(exc, "at", ()))
+
+
 def check_role(role_id: str, body: Any) -> dict[str, Any]:
     """The role's body if well formed, else 400 security.role.invalid_rights naming the path."""
+    def bad(why: str, *at: Any) -> errors.GatewayError:
+        path = ".".join(map(str, at)) or "controllers"
+        return located(errors.get("security.role.invalid_rights", role_id, path, why), *at)
+
     if not isinstance(body, dict) or not isinstance(body.get("controllers"), dict):
-        raise errors.get("security.role.invalid_rights", role_id, "controllers",
-                         "expected {controllers: {<name>: {actions: {<name>: true|false}}}}")
+        at = ("controllers",) if isinstance(body, dict) and "controllers" in body else ()
+        raise bad("expected {controllers: {<name>: {actions: {<name>: true|false}}}}", *at)
     for controller, entry in body["controllers"].items():
-        path = f"controllers.{controller}"
         if not isinstance(entry, dict) or not isinstance(entry.get("actions"), dict):
-            raise errors.get("security.role.invalid_rights", role_id, path,
-                             "expected {actions: {<action>: true|false}}")
+            raise bad("expected {actions: {<action>: true|false}}", "controllers", controller)
         extra = set(entry) - {"actions"}
         if extra:
-            raise errors.get("security.role.invalid_rights", role_id, path,
-                             f"unexpected key(s) {', '.join(sorted(extra))}")
+            raise bad(f"unexpected key(s) {', '.join(sorted(extra))}", "controllers",
+                      controller, sorted(extra)[0])
         for action, value in entry["actions"].items():
             if not isinstance(value, bool):
-                raise errors.get("security.role.invalid_rights", role_id,
-                                 f"{path}.actions.{action}", "expected true or false")
+                raise bad("expected true or false", "controllers", controller, "actions", action)
     return body
+
+
+def grants_everything(body: Any) -> bool:
+    """True for a role that allows every action of every controller, security included."""
+    controllers = body.get("controllers") if isinstance(body, dict) else None
+    return isinstance(controllers, dict) and role_allows(controllers, "security",
+                                                         "createUser") is True
+
+
+def grants_controller(body: Any, controller: str) -> bool:
+    """True if the role allows at least one action of `controller` (by name or by `*`)."""
+    controllers = body.get("controllers") if isinstance(body, dict) else None
+    if not isinstance(controllers, dict):
+        return False
+    return any(isinstance(entry, dict) and isinstance(entry.get("actions"), dict)
+               and any(v is True for v in entry["actions"].values())
+               for name, entry in controllers.items() if name in (controller, "*"))
 
 
 def role_allows(controllers: dict[str, Any], controller: str, action: str) -> bool | None:
@@ -124,29 +154,33 @@ def policy_from(role_id: str, role: dict[str, Any], restricted_to: Any) -> Polic
 
 def check_profile(profile_id: str, body: Any) -> dict[str, Any]:
     """The profile's body if well formed, else 400 security.profile.invalid."""
-    def bad(why: str) -> errors.GatewayError:
-        return errors.get("security.profile.invalid", profile_id, why)
+    def bad(why: str, *at: Any) -> errors.GatewayError:
+        return located(errors.get("security.profile.invalid", profile_id, why), *at)
 
     if not isinstance(body, dict):
         raise bad("expected {policies: [{roleId: ...}], rateLimit?: int}")
     extra = set(body) - {"policies", "rateLimit"}
     if extra:
-        raise bad(f"unexpected key(s) {', '.join(sorted(extra))}")
+        raise bad(f"unexpected key(s) {', '.join(sorted(map(str, extra)))}",
+                  sorted(extra, key=str)[0])
     policies = body.get("policies")
     if not isinstance(policies, list) or not policies:
-        raise bad("'policies' must be a non-empty list of {roleId, restrictedTo?}")
+        raise bad("'policies' must be a non-empty list of {roleId, restrictedTo?}",
+                  *(("policies",) if "policies" in body else ()))
     for i, policy in enumerate(policies):
         if not isinstance(policy, dict) or not isinstance(policy.get("roleId"), str):
-            raise bad(f"policies[{i}] needs a 'roleId'")
+            raise bad(f"policies[{i}] needs a 'roleId'", "policies", i)
         if set(policy) - {"roleId", "restrictedTo"}:
-            raise bad(f"policies[{i}]: only 'roleId' and 'restrictedTo' are allowed")
+            raise bad(f"policies[{i}]: only 'roleId' and 'restrictedTo' are allowed",
+                      "policies", i)
         restricted = policy.get("restrictedTo")
         if restricted is not None and (
             not isinstance(restricted, list)
             or not all(isinstance(r, dict) and isinstance(r.get("index"), str)
                        and isinstance(r.get("collections", []), list) for r in restricted)):
-            raise bad(f"policies[{i}].restrictedTo must be [{{index, collections?: [...]}}]")
+            raise bad(f"policies[{i}].restrictedTo must be [{{index, collections?: [...]}}]",
+                      "policies", i, "restrictedTo")
     rate = body.get("rateLimit", 0)
     if not isinstance(rate, int) or isinstance(rate, bool) or rate < 0:
-        raise bad("'rateLimit' must be an integer >= 0 (0: unlimited)")
+        raise bad("'rateLimit' must be an integer >= 0 (0: unlimited)", "rateLimit")
     return body

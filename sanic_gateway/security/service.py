@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from .. import errors
 from ..api import Action
 from ..request import Request
 from ..storage import Storage
+from .declared import ungranted, user_entry
 from .oauth import IssueToken, OAuthStrategy
 from .policy import ANONYMOUS, User
-from .rights import Rights
-from .store import SecurityStore
+from .rights import OPEN_ROLE, Rights, grants_everything
+from .rights import where as located_at
+from .store import PROTECTED, RESTRICTED_ROLES, SecurityStore
 from .strategies import LocalStrategy, Strategies
 from .tokens import Tokens
 
@@ -67,22 +69,53 @@ class Security:
         await self.tokens.start()
         await self.store.bootstrap()
         if self.enabled_local:
-            await self.strategies.register(LocalStrategy(self.storage).strategy())
+            local = LocalStrategy(self.storage)
+            await local.setup()
+            await self.strategies.register(local.strategy())
         for name, conf in self.providers.items():
             assert self.issue is not None, "OAuth providers need the gateway's login answer"
             provider = OAuthStrategy(name, conf, self.storage, self.store, self.issue)
             await self.strategies.register(provider.strategy())
 
-    async def warn_if_open(self) -> None:
-        anonymous, _ = await self.store.rights_of(["anonymous"])
-        if anonymous.allows("security", "createUser"):
+    async def warn_if_open(self, controllers: Iterable[str] = ()) -> None:
+        """Warn about an open gateway, or, closed, about a non-admin profile given a
+        built-in role that allows everything (security included), and about `controllers`
+        (the plugins') that no role grants."""
+        if not await self.is_closed():
             log.warning("anonymous users may call every action, security included: declare "
                         "security.roles.anonymous in gateway.yaml, or create the first admin "
                         "with POST /_createFirstAdmin/<id>?reset")
+            return
+        open_roles = set()
+        for role_id in PROTECTED:
+            role = await self.store.get_role(role_id)
+            if grants_everything(role["_source"]):
+                open_roles.add(role_id)
+        for profile in await self.store.all_profiles():
+            if profile["_id"] == "admin":
+                continue
+            for policy in profile["_source"]["policies"]:
+                if policy["roleId"] in open_roles:
+                    log.warning("profile %r uses the built-in role %r, which allows every "
+                                "action, security included: its users may create admins; "
+                                "give the profile a role of its own", profile["_id"],
+                                policy["roleId"])
+        roles = [role["_source"] for role in await self.store.all_roles()]
+        for name in ungranted(roles, controllers):
+            log.warning("plugin controller %r: no role grants it and the gateway is closed, "
+                        "so only admins may call it; grant it in a role (security.roles in "
+                        "gateway.yaml)", name)
+
+    async def is_closed(self) -> bool:
+        """Closed: visitors (the anonymous role) cannot manage security."""
+        anonymous, _ = await self.store.rights_of(["anonymous"])
+        return not anonymous.allows("security", "createUser")
 
     async def apply_declared(self) -> None:
-        """gateway.yaml's `security:` roles, profiles, then users: created or updated. An
-        error carries `declared`, the key path of the entry, for the start-up message."""
+        """gateway.yaml's `security:` roles, profiles, then users: created or updated (the
+        file was checked by `declared.check_declared` already). An error carries `declared`,
+        the key path of the entry, for the start-up message. Then, if the gateway is closed,
+        the built-in `default` role loses its open rights unless the file declares it."""
         where: tuple[str, ...] = ("security",)
         try:
             for role_id, body in (self.declared.get("roles") or {}).items():
@@ -93,26 +126,42 @@ class Security:
                 await self.store.put_profile(profile_id, body)
             for kuid, body in (self.declared.get("users") or {}).items():
                 where = ("security", "users", kuid)
-                body = dict(body or {})
-                credentials = body.pop("credentials", None) or {}
-                content = {**(body.get("content") or {}),
-                           "profileIds": body.get("profileIds") or ["default"]}
+                content, credentials = user_entry(kuid, body)
                 await self.store.replace_user(kuid, content)
                 for name, values in credentials.items():
                     where = ("security", "users", kuid, "credentials", name)
                     await self.set_credentials(None, name, kuid, values)
         except errors.GatewayError as exc:
-            exc.declared = where  # type: ignore[attr-defined]
+            exc.declared = (*where, *located_at(exc))  # type: ignore[attr-defined]
             raise
+        await self.restrict_default()
+
+    async def restrict_default(self) -> None:
+        """Kuzzle's restricted rights for `default` (those createFirstAdmin with `reset`
+        gives) when the gateway is closed: every user without a profile of its own, and every
+        first OAuth login, has it. Only the untouched `*:*` role is replaced; a role declared
+        in gateway.yaml or changed through the API stays as it is."""
+        if "default" in (self.declared.get("roles") or {}) or not await self.is_closed():
+            return
+        role = await self.store.get_role("default")
+        if role["_source"] == OPEN_ROLE:
+            await self.store.put_role("default", RESTRICTED_ROLES["default"])
+            log.info("the gateway is closed: the built-in role 'default' gets the restricted "
+                     "rights of a new Kuzzle (declare security.roles.default to choose them)")
 
     async def set_credentials(self, request: Request | None, name: str, kuid: str,
                               credentials: Any) -> dict[str, Any]:
-        """Create or update `kuid`'s credentials for strategy `name`, validated first."""
+        """Create or update `kuid`'s credentials for strategy `name`, validated first; the
+        check and the write are one storage transaction."""
         strategy = self.strategies.get(name)
         exists = await strategy.call("exists", request, kuid)
         await strategy.call("validate", request, credentials, kuid, exists)
-        method = "update" if exists else "create"
-        return await strategy.call(method, request, credentials, kuid) or {}
+        if strategy.prepare is not None:
+            credentials = await strategy.prepare(credentials)
+        async with self.storage.transaction():
+            exists = await strategy.call("exists", request, kuid)
+            method = "update" if exists else "create"
+            return await strategy.call(method, request, credentials, kuid) or {}
 
     # -- the funnel's interface ---------------------------------------------------------------
 

@@ -12,7 +12,27 @@ from .policy import ANONYMOUS, User
 from .rights import OPEN_ROLE, Rights, check_profile, check_role, policy_from
 
 ROLES, PROFILES, USERS = "roles", "profiles", "users"
-PROTECTED = ("anonymous", "default", "admin")
+PROTECTED = ("anonymous", "default", "admin")  # the built-in roles and profiles
+# Kuzzle's restricted rights for the built-in roles: given by createFirstAdmin with `reset`,
+# and to `default` at start when the gateway is closed and gateway.yaml does not declare it
+RESTRICTED_ROLES = {
+    "anonymous": {"controllers": {
+        "auth": {"actions": {"checkToken": True, "getCurrentUser": True, "getMyRights": True,
+                             "login": True, "getStrategies": True}},
+        "server": {"actions": {"publicApi": True, "openapi": True, "now": True,
+                               "healthCheck": True}},
+    }},
+    "default": {"controllers": {
+        "auth": {"actions": {"checkToken": True, "getCurrentUser": True, "getMyRights": True,
+                             "logout": True, "updateSelf": True, "refreshToken": True,
+                             "getStrategies": True, "createMyCredentials": True,
+                             "updateMyCredentials": True, "credentialsExist": True,
+                             "validateMyCredentials": True, "deleteMyCredentials": True,
+                             "getMyCredentials": True}},
+        "server": {"actions": {"publicApi": True, "openapi": True, "now": True,
+                               "healthCheck": True}},
+    }},
+}
 RECHECK = 1.0  # seconds a cached user/rights pair is trusted before storage is read again
 
 
@@ -45,7 +65,7 @@ class SecurityStore:
 
     async def put_role(self, role_id: str, body: Any, *, create: bool = False,
                        ) -> dict[str, Any]:
-        _check_id(role_id, "role")
+        check_id(role_id, "role")
         body = check_role(role_id, body)
         if create:
             doc = await self.storage.create(ROLES, body, id=role_id)
@@ -79,7 +99,7 @@ class SecurityStore:
 
     async def put_profile(self, profile_id: str, body: Any, *, create: bool = False,
                           ) -> dict[str, Any]:
-        _check_id(profile_id, "profile")
+        check_id(profile_id, "profile")
         body = check_profile(profile_id, body)
         for policy in body["policies"]:
             await self.get_role(policy["roleId"])
@@ -114,16 +134,8 @@ class SecurityStore:
     # -- users -------------------------------------------------------------------------------
 
     async def _check_user(self, kuid: str, content: Any) -> dict[str, Any]:
-        _check_id(kuid, "user")
-        if kuid == ANONYMOUS._id:
-            raise errors.get("api.assert.invalid_argument", "_id", "any id but -1 (anonymous)")
-        if not isinstance(content, dict):
-            raise errors.get("api.assert.invalid_type", "content", "object")
-        profile_ids = content.get("profileIds")
-        if (not isinstance(profile_ids, list) or not profile_ids
-                or not all(isinstance(p, str) for p in profile_ids)):
-            raise errors.get("security.user.no_profile", kuid)
-        for profile_id in profile_ids:
+        content = check_user(kuid, content)
+        for profile_id in content["profileIds"]:
             await self.get_profile(profile_id)
         return content
 
@@ -157,6 +169,12 @@ class SecurityStore:
         await self.get_user(kuid)
         await self.storage.delete(USERS, kuid)
         self.forget()
+
+    async def all_roles(self) -> list[dict[str, Any]]:
+        return await self._all(ROLES)
+
+    async def all_profiles(self) -> list[dict[str, Any]]:
+        return await self._all(PROFILES)
 
     async def admin_exists(self) -> bool:
         return any("admin" in u["_source"].get("profileIds", []) for u in await self._all(USERS))
@@ -228,7 +246,21 @@ class SecurityStore:
                 return out
 
 
-def _check_id(value: Any, kind: str) -> None:
+def check_user(kuid: Any, content: Any) -> dict[str, Any]:
+    """A user's id and content, checked without storage (its profiles must also exist)."""
+    check_id(kuid, "user")
+    if kuid == ANONYMOUS._id:
+        raise errors.get("api.assert.invalid_argument", "_id", "any id but -1 (anonymous)")
+    if not isinstance(content, dict):
+        raise errors.get("api.assert.invalid_type", "content", "object")
+    profile_ids = content.get("profileIds")
+    if (not isinstance(profile_ids, list) or not profile_ids
+            or not all(isinstance(p, str) for p in profile_ids)):
+        raise errors.get("security.user.no_profile", kuid)
+    return content
+
+
+def check_id(value: Any, kind: str) -> None:
     if not isinstance(value, str) or not value or len(value) > 256 or value.startswith("_"):
         raise errors.get("api.assert.invalid_argument", "_id",
                          f"a {kind} id: a non-empty string not starting with '_'")

@@ -1,6 +1,6 @@
 """Authentication strategies: the built-in `local` one and those plugins declare or add.
 
-Every strategy has Kuzzle's method set (seeds/000 in shared/): `exists, create, update, delete,
+Every strategy has Kuzzle's method set: `exists, create, update, delete,
 validate, verify` (required), `getInfo, getById, afterRegister` (optional). The gateway calls
 them as `exists(request, kuid)`, `create(request, credentials, kuid)`,
 `update(request, credentials, kuid)`, `delete(request, kuid)`,
@@ -12,6 +12,7 @@ kuid, or `{"message": why}`), `getInfo(request, kuid)`, `getById(request, id)`,
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,13 @@ from typing import Any
 from .. import errors
 from ..events import as_async
 from ..storage import Storage
+from ..storage.base import storable_text
 from .passwords import hash_password, verify_password
+from .rights import located
+from .usernames import check_username, username_key
+
+log = logging.getLogger("sanic_gateway.security")
+MAX_FIELD = 1024  # characters of a username or password
 
 REQUIRED = ("exists", "create", "update", "delete", "validate", "verify")
 OPTIONAL = ("getInfo", "getById", "afterRegister")
@@ -45,6 +52,9 @@ class Strategy:
     owner: str | None = None  # the plugin that registered it; None: the core
     # strategies with a flow of their own (OAuth redirects) answer auth:login themselves
     login: Callable[..., Any] | None = None
+    # prepare(credentials): slow work on new credentials (hashing) done before the gateway's
+    # transaction; what it returns is given to `create`/`update` instead
+    prepare: Callable[..., Any] | None = None
 
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         return await self.methods[method](*args, **kwargs)
@@ -103,10 +113,52 @@ def strategy_from_callables(name: str, methods: dict[str, Callable[..., Any]],
                     owner)
 
 
+def check_local_credentials(credentials: Any, is_update: bool) -> None:
+    """The rules of `local` credentials that need no storage; `check` applies them to the
+    credentials gateway.yaml declares. The error carries the field (rights.where)."""
+    if not isinstance(credentials, dict):
+        raise errors.get("security.credentials.rejected", "expected {username, password}")
+    extra = set(credentials) - {"username", "password"}
+    if extra:
+        raise located(errors.get("security.credentials.rejected",
+                                 f"unexpected field(s) {', '.join(sorted(map(str, extra)))}"),
+                      sorted(extra, key=str)[0])
+    for name in ("username", "password"):
+        value = credentials.get(name)
+        if value is None and is_update:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise located(errors.get("security.credentials.rejected",
+                                     f"'{name}' must be a non-empty string"), name)
+        if len(value) > MAX_FIELD:
+            raise located(errors.get("security.credentials.rejected",
+                                     f"'{name}' is too long"), name)
+    if credentials.get("username") is not None:
+        try:
+            check_username(credentials["username"])
+        except errors.GatewayError as exc:
+            raise located(exc, "username") from None
+
+
+def username_taken(username: str) -> errors.GatewayError:
+    """As Kuzzle's local strategy says it: 412, in the asker's spelling, naming no account."""
+    return located(errors.get("security.credentials.username_taken", username), "username")
+
+
+class PreHashed(str):
+    """A password already hashed by `LocalStrategy.prepare`; JSON input can never be one."""
+
+
 class LocalStrategy:
-    """`local`: username and password, the password kept as an Argon2id hash."""
+    """`local`: username and password, the password kept as an Argon2id hash.
+
+    A credentials document is `{username, key, password}`: `key` is the username as compared
+    (`usernames.username_key`), unique in storage, so that neither two creations at once nor a
+    rename can give two accounts one username.
+    """
 
     COLLECTION = "credentials.local"
+    KEY = "key"
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
@@ -116,62 +168,77 @@ class LocalStrategy:
             "exists": self.exists, "create": self.create, "update": self.update,
             "delete": self.delete, "validate": self.validate, "verify": self.verify,
             "getInfo": self.get_info, "getById": self.get_by_id,
-        }, ["username", "password"])
+        }, ["username", "password"], prepare=self.prepare)
 
-    async def _by_username(self, username: str) -> dict[str, Any] | None:
-        hits = await self.storage.search(self.COLLECTION, {"equals": {"username": username}},
-                                         size=1)
-        return hits["hits"][0] if hits["hits"] else None
+    async def setup(self) -> None:
+        """The unique index on username keys, and keys for credentials written before them."""
+        if not await self.storage.ensure_unique(self.COLLECTION, self.KEY):
+            log.error("local credentials: duplicate usernames in storage prevent their unique "
+                      "index; usernames are not guaranteed unique")
+        await migrate_keys(self)
+
+    async def _by_key(self, key: str) -> dict[str, Any] | None:
+        return await self.storage.find_unique(self.COLLECTION, self.KEY, key)
 
     async def exists(self, request: Any, kuid: str) -> bool:
         return await self.storage.exists(self.COLLECTION, kuid)
 
     async def validate(self, request: Any, credentials: Any, kuid: str, is_update: bool) -> bool:
-        if not isinstance(credentials, dict):
-            raise errors.get("security.credentials.rejected", "expected {username, password}")
-        extra = set(credentials) - {"username", "password"}
-        if extra:
-            raise errors.get("security.credentials.rejected",
-                             f"unexpected field(s) {', '.join(sorted(extra))}")
-        for name in ("username", "password"):
-            value = credentials.get(name)
-            if value is None and is_update:
-                continue
-            if not isinstance(value, str) or not value.strip():
-                raise errors.get("security.credentials.rejected",
-                                 f"'{name}' must be a non-empty string")
-            if len(value) > 1024:
-                raise errors.get("security.credentials.rejected", f"'{name}' is too long")
+        """As Kuzzle's local strategy, which also tells that a username is taken (412)."""
+        check_local_credentials(credentials, is_update)
         username = credentials.get("username")
         if username is not None:
-            owner = await self._by_username(username)
+            owner = await self._by_key(username_key(username))
             if owner is not None and owner["_id"] != kuid:
-                raise errors.get("security.credentials.rejected",
-                                 f"username {username!r} is already used")
+                raise username_taken(username)
         return True
+
+    async def prepare(self, credentials: Any) -> Any:
+        """The credentials with the password hashed now, before a transaction: the hash costs
+        tens of milliseconds, which must not be spent holding the storage."""
+        if isinstance(credentials, dict) and isinstance(credentials.get("password"), str):
+            hashed = PreHashed(await hash_password(credentials["password"]))
+            return {**credentials, "password": hashed}
+        return credentials
+
+    async def _hashed(self, password: str) -> str:
+        return password if isinstance(password, PreHashed) else await hash_password(password)
 
     async def create(self, request: Any, credentials: dict[str, Any], kuid: str,
                      ) -> dict[str, Any]:
-        if await self.storage.exists(self.COLLECTION, kuid):
-            raise errors.get("security.credentials.already_exist", kuid, "local")
-        doc = {"username": credentials["username"],
-               "password": await hash_password(credentials["password"])}
-        await self.storage.create(self.COLLECTION, doc, id=kuid)
-        return {"username": doc["username"], "kuid": kuid}
+        username = check_username(credentials["username"])
+        doc = {"username": username, self.KEY: username_key(username),
+               "password": await self._hashed(credentials["password"])}
+        try:
+            await self.storage.create(self.COLLECTION, doc, id=kuid)
+        except errors.GatewayError as exc:
+            raise self._refusal(exc, kuid, username) from None
+        return {"username": username, "kuid": kuid}
 
     async def update(self, request: Any, credentials: dict[str, Any], kuid: str,
                      ) -> dict[str, Any]:
-        try:
-            current = (await self.storage.get(self.COLLECTION, kuid))["_source"]
-        except errors.NotFoundError:
-            raise errors.get("security.credentials.not_found", "local", kuid) from None
-        changes = {}
-        if credentials.get("username"):
-            changes["username"] = credentials["username"]
+        changes: dict[str, Any] = {}
+        username = credentials.get("username")
+        if username:
+            changes.update(username=check_username(username), key=username_key(username))
         if credentials.get("password"):
-            changes["password"] = await hash_password(credentials["password"])
-        await self.storage.update(self.COLLECTION, kuid, changes)
-        return {"username": changes.get("username", current["username"]), "kuid": kuid}
+            changes["password"] = await self._hashed(credentials["password"])
+        try:
+            doc = await self.storage.update(self.COLLECTION, kuid, changes)
+        except errors.GatewayError as exc:
+            raise self._refusal(exc, kuid, username) from None
+        return {"username": doc["_source"]["username"], "kuid": kuid}
+
+    def _refusal(self, exc: errors.GatewayError, kuid: str, username: Any) -> errors.GatewayError:
+        """The storage's refusal as the strategy's error: a taken username says no more than
+        validate does (no owner, no stored form)."""
+        if exc.id == "services.storage.duplicate_value":
+            return username_taken(username)
+        if exc.id == "services.storage.document_already_exists":
+            return errors.get("security.credentials.already_exist", kuid, "local")
+        if exc.id == "services.storage.not_found":
+            return errors.get("security.credentials.not_found", "local", kuid)
+        return exc
 
     async def delete(self, request: Any, kuid: str) -> None:
         try:
@@ -181,11 +248,13 @@ class LocalStrategy:
 
     async def verify(self, request: Any, username: Any = None, password: Any = None,
                      **_: Any) -> str | dict[str, str]:
+        """The kuid whose username (compared as `username_key`) and password match."""
         failed = {"message": "wrong username or password"}
-        if not isinstance(username, str) or not isinstance(password, str):
+        if (not isinstance(username, str) or not isinstance(password, str)
+                or len(username) > MAX_FIELD or not storable_text(username)):
             await verify_password(None, "")  # the same cost as a real attempt
             return failed
-        found = await self._by_username(username)
+        found = await self._by_key(username_key(username))
         hashed = found["_source"]["password"] if found else None
         if await verify_password(hashed, password) and found is not None:
             return found["_id"]
@@ -199,10 +268,43 @@ class LocalStrategy:
         return {"username": doc["_source"]["username"], "kuid": kuid}
 
     async def get_by_id(self, request: Any, username: str) -> dict[str, Any]:
-        found = await self._by_username(username)
+        found = None
+        if isinstance(username, str) and storable_text(username):
+            found = await self._by_key(username_key(username))
         if found is None:
             raise errors.get("security.credentials.not_found", "local", username)
-        return {"username": username, "kuid": found["_id"]}
+        return {"username": found["_source"]["username"], "kuid": found["_id"]}
+
+
+async def migrate_keys(local: LocalStrategy) -> None:
+    """Give a `key` to local credentials written by versions without one, oldest first. Two
+    usernames that are now one (same key, e.g. `Bob` and `bob`, or duplicates made by a race):
+    the oldest keeps it, the others are logged and cannot log in until given another
+    username with security:updateCredentials. Never fails the start for that."""
+    storage, skipped = local.storage, 0
+    while True:
+        page = await storage.search(local.COLLECTION, {"missing": local.KEY}, from_=skipped,
+                                    size=500)
+        if not page["hits"]:
+            return
+        for hit in page["hits"]:
+            username = hit["_source"].get("username")
+            if not isinstance(username, str):
+                skipped += 1
+                continue
+            key = username_key(username)
+            try:
+                await storage.update(local.COLLECTION, hit["_id"], {local.KEY: key})
+            except errors.GatewayError as exc:
+                if exc.id != "services.storage.duplicate_value":
+                    raise
+                skipped += 1
+                owner = await local._by_key(key)
+                log.warning(
+                    "local credentials: user %r has the username %r, the same as user %r's "
+                    "once case and Unicode forms are ignored; %r cannot log in until given "
+                    "another username (security:updateCredentials)", hit["_id"], username,
+                    owner["_id"] if owner else "?", hit["_id"])
 
 
 class Strategies:

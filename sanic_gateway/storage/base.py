@@ -6,6 +6,8 @@ the same inputs; a backend only supplies SQL (its `Dialect`) and the few primiti
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import json
 import math
 import re
@@ -13,6 +15,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar
 
 from sanic_gateway import errors
@@ -24,10 +27,19 @@ SortKeys = list[tuple[list[str] | None, bool]]
 Rows = list[tuple[str, Any]]
 
 MAX_SIZE = 10_000
+# The largest `from`: the largest integer every JSON client reads exactly (and SQL's 64 bits hold).
+MAX_FROM = 2**53 - 1
+# A filter's nesting (`{"not": {"equals": ...}}` is 2) and its number of clauses (every
+# keyword object). Beyond ~30 levels SQLite's parser overflows and beyond ~1000 clauses its
+# expression tree does: refused as a bad query (400) rather than met as a storage error (503).
+MAX_FILTER_DEPTH = 16
+MAX_FILTER_CLAUSES = 256
 MAX_ID_LENGTH = 512
 # Field names come from API users and end up in SQL (as bound JSON paths): keep them boring.
 FIELD_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 COLLECTION_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+# A field with a unique index: a top-level key, spliced into DDL, so stricter than FIELD_RE.
+UNIQUE_FIELD_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 # How often (seconds) a write also purges every expired entry; reads hide them meanwhile.
 PURGE_INTERVAL = 60.0
 
@@ -126,12 +138,45 @@ def _single(body: Any, keyword: str) -> tuple[str, Any]:
     return next(iter(body.items()))
 
 
+def check_filter_size(query: Any) -> None:
+    """Refuse a filter nested deeper than MAX_FILTER_DEPTH or with more than MAX_FILTER_CLAUSES
+    clauses, before compiling it (iteratively: no recursion on a hostile input)."""
+    stack = [(query, 1)]
+    clauses = 0
+    while stack:
+        node, depth = stack.pop()
+        clauses += 1
+        if clauses > MAX_FILTER_CLAUSES:
+            raise _invalid(f"more than {MAX_FILTER_CLAUSES} clauses")
+        if depth > MAX_FILTER_DEPTH:
+            raise _invalid(f"nested deeper than {MAX_FILTER_DEPTH} levels")
+        if not isinstance(node, dict) or len(node) != 1:
+            continue
+        keyword, body = next(iter(node.items()))
+        if keyword in ("and", "or") and isinstance(body, list):
+            if len(body) > MAX_FILTER_CLAUSES:
+                raise _invalid(f"more than {MAX_FILTER_CLAUSES} clauses")
+            stack.extend((sub, depth + 1) for sub in body)
+        elif keyword == "not":
+            stack.append((body, depth + 1))
+
+
+def _matchable(value: Any) -> bool:
+    """False for a string no document can hold (storage refuses them): it matches nothing."""
+    return not isinstance(value, str) or storable_text(value)
+
+
 def compile_filter(query: Any, dialect: Dialect) -> str:
     """Translate a Koncorde-style filter into a SQL boolean expression (never NULL).
 
     Values are always bound; field names, already restricted by FIELD_RE, are bound too (as
     JSON paths). Never NULL matters for "not": NOT of a NULL would hide documents.
     """
+    check_filter_size(query)
+    return _compile(query, dialect)
+
+
+def _compile(query: Any, dialect: Dialect) -> str:
     if query is None:
         return dialect.true
     if not isinstance(query, dict):
@@ -144,13 +189,17 @@ def compile_filter(query: Any, dialect: Dialect) -> str:
     keyword, body = next(iter(query.items()))
     if keyword == "equals":
         field, value = _single(body, keyword)
-        return dialect.equals(parse_field(field, keyword), _scalar(value, keyword))
+        path = parse_field(field, keyword)
+        if not _matchable(value):  # e.g. a NUL in a login name: no match, not an error
+            return dialect.false
+        return dialect.equals(path, _scalar(value, keyword))
     if keyword == "in":
         field, values = _single(body, keyword)
         path = parse_field(field, keyword)
         if not isinstance(values, list) or not values:
             raise _invalid('"in" takes a non-empty array of values')
-        return dialect.in_(path, [_scalar(v, keyword) for v in values])
+        values = [_scalar(v, keyword) for v in values if _matchable(v)]
+        return dialect.in_(path, values) if values else dialect.false
     if keyword in ("exists", "missing"):
         if isinstance(body, dict):
             if set(body) != {"field"}:
@@ -183,11 +232,11 @@ def compile_filter(query: Any, dialect: Dialect) -> str:
         if not isinstance(body, list) or not body:
             raise _invalid(f'"{keyword}" takes a non-empty array of filters')
         joiner = " AND " if keyword == "and" else " OR "
-        return "(" + joiner.join(compile_filter(f, dialect) for f in body) + ")"
+        return "(" + joiner.join(_compile(f, dialect) for f in body) + ")"
     if keyword == "not":
         if not isinstance(body, dict):
             raise _invalid('"not" takes a filter')
-        return f"NOT ({compile_filter(body, dialect)})"
+        return f"NOT ({_compile(body, dialect)})"
     raise _invalid(f"unknown keyword {keyword!r}")
 
 
@@ -278,8 +327,8 @@ def expiry(ttl: Any) -> float | None:
 
 
 def check_page(from_: Any, size: Any) -> tuple[int, int]:
-    if isinstance(from_, bool) or not isinstance(from_, int) or from_ < 0:
-        raise _bad("from", "a non-negative integer")
+    if isinstance(from_, bool) or not isinstance(from_, int) or not 0 <= from_ <= MAX_FROM:
+        raise _bad("from", f"an integer from 0 to {MAX_FROM}")
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise _bad("size", "a non-negative integer")
     return from_, min(size, MAX_SIZE)
@@ -289,12 +338,46 @@ def hit(id: str, source: Any) -> Doc:
     return {"_id": id, "_source": json.loads(source) if isinstance(source, str) else source}
 
 
+class DuplicateValue(Exception):
+    """Raised by a backend primitive when a unique index refuses a write; `index` names it."""
+
+    def __init__(self, index: str | None) -> None:
+        super().__init__(index)
+        self.index = index
+
+
+class Transaction:
+    """An open transaction: its connection, and a lock so that tasks started inside it
+    (which inherit it) never send two statements on that connection at once."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.lock = asyncio.Lock()
+        self.active = True
+
+
+def unique_index_name(table: str, collection: str, field: str) -> str:
+    """A stable, valid SQL identifier (at most 63 characters) for a unique index."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", f"{collection}_{field}")[:24]
+    digest = uuid.uuid5(uuid.NAMESPACE_OID, f"{table}/{collection}/{field}").hex[:10]
+    return f"{re.sub(r'[^A-Za-z0-9_]+', '_', table).strip('_')[:20]}_u_{slug}_{digest}"
+
+
+def check_unique(collection: str, field: str) -> None:
+    check_collection(collection)
+    if not isinstance(field, str) or not UNIQUE_FIELD_RE.fullmatch(field):
+        raise _bad("field", "a top-level field name: letters, digits and '_'")
+
+
 class Storage(ABC):
     """A JSON document store in collections; the gateway's only persistence (SPEC 9).
 
     Public methods validate and encode, then call the backend's `_`-primitives, which get
     checked collection names, ids, JSON text and expiry times. Expired entries are invisible to
     every read and purged lazily (at most every PURGE_INTERVAL seconds, on a write).
+
+    `async with storage.transaction():` makes every storage call of the block (and of tasks it
+    starts) one transaction: all of it is written, or none, even if the process dies.
     """
 
     backend: ClassVar[str]
@@ -302,6 +385,35 @@ class Storage(ABC):
 
     def __init__(self) -> None:
         self._last_purge = 0.0
+        # The transaction of the running task, if any; one variable per storage object.
+        self._tx: contextvars.ContextVar[Transaction | None] = contextvars.ContextVar(
+            f"storage_tx_{id(self)}", default=None)
+        self._unique: dict[str, tuple[str, str]] = {}  # unique index name -> (collection, field)
+
+    def _duplicate(self, exc: DuplicateValue, collection: str) -> errors.GatewayError:
+        field = self._unique.get(exc.index or "", (collection, "a unique field"))[1]
+        return errors.get("services.storage.duplicate_value", collection, field)
+
+    def _current_tx(self) -> Transaction | None:
+        tx = self._tx.get()
+        return tx if tx is not None and tx.active else None
+
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        """One transaction for the storage calls of the block; nested blocks are savepoints.
+
+        Rolled back when the block raises. Tasks started inside share it (one statement at a
+        time); nest blocks one after the other, not from concurrent tasks. On SQLite it holds
+        the single connection: other storage calls wait until the block ends, so keep it short
+        (no network calls, no password hashing in it).
+        """
+
+    @abstractmethod
+    async def ensure_unique(self, collection: str, field: str) -> bool:
+        """Make the storage refuse two documents of `collection` with the same string value in
+        top-level `field` (documents without it are not concerned). Idempotent. False (and
+        nothing changed) when existing documents already hold duplicates. A write breaking the
+        rule raises services.storage.duplicate_value."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -328,7 +440,11 @@ class Storage(ABC):
         check_collection(collection)
         id = uuid.uuid4().hex if id is None else check_id(id)
         text = encode_body(body)
-        if not await self._create(collection, id, text, expiry(ttl)):
+        try:
+            created = await self._create(collection, id, text, expiry(ttl))
+        except DuplicateValue as exc:
+            raise self._duplicate(exc, collection) from None
+        if not created:
             raise errors.get("services.storage.document_already_exists", id, collection)
         return hit(id, text)
 
@@ -338,7 +454,10 @@ class Storage(ABC):
         check_collection(collection)
         check_id(id)
         text = encode_body(body)
-        created = await self._create_or_replace(collection, id, text, expiry(ttl))
+        try:
+            created = await self._create_or_replace(collection, id, text, expiry(ttl))
+        except DuplicateValue as exc:
+            raise self._duplicate(exc, collection) from None
         return {**hit(id, text), "created": created}
 
     async def get(self, collection: str, id: str) -> Doc:
@@ -367,7 +486,10 @@ class Storage(ABC):
         """Merge `changes` at the top level (each key replaces the stored one); keeps the TTL."""
         check_collection(collection)
         check_id(id)
-        source = await self._update(collection, id, encode_body(changes, "changes"))
+        try:
+            source = await self._update(collection, id, encode_body(changes, "changes"))
+        except DuplicateValue as exc:
+            raise self._duplicate(exc, collection) from None
         if source is None:
             raise errors.get("services.storage.not_found", id, collection)
         return hit(id, source)
@@ -377,7 +499,11 @@ class Storage(ABC):
         check_collection(collection)
         check_id(id)
         text = encode_body(body)
-        if not await self._replace(collection, id, text):
+        try:
+            replaced = await self._replace(collection, id, text)
+        except DuplicateValue as exc:
+            raise self._duplicate(exc, collection) from None
+        if not replaced:
             raise errors.get("services.storage.not_found", id, collection)
         return hit(id, text)
 
@@ -396,6 +522,15 @@ class Storage(ABC):
         return None if source is None else hit(id, source)
 
     # -- queries ---------------------------------------------------------------------------------
+
+    async def find_unique(self, collection: str, field: str, value: str) -> Doc | None:
+        """The live document whose unique `field` (see `ensure_unique`) equals `value`, found
+        through its index: a login stays one index look-up however many users there are."""
+        check_unique(collection, field)
+        if not isinstance(value, str) or not storable_text(value):
+            return None
+        row = await self._find_unique(collection, field, value)
+        return None if row is None else hit(row[0], row[1])
 
     async def search(self, collection: str, query: Doc | None = None, *, from_: int = 0,
                      size: int = 10, sort: Any = None) -> Doc:
@@ -456,6 +591,12 @@ class Storage(ABC):
 
     @abstractmethod
     async def _count(self, collection: str, query: Any) -> int: ...
+
+    @abstractmethod
+    async def _find_unique(self, collection: str, field: str, value: str,
+                           ) -> tuple[str, Any] | None:
+        """(id, source) of the live document with this value in a unique field; the SQL must
+        match the index's expression and condition (names are checked: spliced as literals)."""
 
     @abstractmethod
     async def _delete_by_query(self, collection: str, query: Any) -> int: ...

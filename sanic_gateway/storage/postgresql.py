@@ -3,10 +3,13 @@
 Several gateways may share the database: every statement that must be atomic is one statement
 (upserts, `UPDATE ... body || changes`, `DELETE ... RETURNING`), and schema creation runs under
 an advisory lock so that processes starting together do not trip over each other's DDL.
+A `transaction()` keeps one pooled connection for its block; the storage calls made inside it
+use that connection, each in a savepoint, so that a refused write does not abort the rest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -18,7 +21,17 @@ import asyncpg
 
 from sanic_gateway import errors
 
-from .base import Dialect, Rows, Scalar, SortKeys, Storage
+from .base import (
+    Dialect,
+    DuplicateValue,
+    Rows,
+    Scalar,
+    SortKeys,
+    Storage,
+    Transaction,
+    check_unique,
+    unique_index_name,
+)
 
 SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TABLE = "gateway_documents"
@@ -149,12 +162,20 @@ class PostgresStorage(Storage):
 
     @asynccontextmanager
     async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection; a lost server becomes services.storage.unavailable."""
-        if self._pool is None:
+        """A pooled connection (the task's transaction's, if any, alone); a lost server
+        becomes services.storage.unavailable, a unique index's refusal DuplicateValue."""
+        tx = self._current_tx()
+        if tx is None and self._pool is None:
             raise errors.get("services.storage.unavailable", "PostgreSQL: storage is closed")
         try:
-            async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
-                yield conn
+            if tx is not None:
+                async with tx.lock:
+                    yield tx.conn
+            else:
+                async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as conn:  # type: ignore[union-attr]
+                    yield conn
+        except asyncpg.UniqueViolationError as exc:
+            raise DuplicateValue(exc.constraint_name) from None
         except Exception as exc:
             if _is_down(exc):
                 raise _unavailable(exc) from exc
@@ -162,13 +183,64 @@ class PostgresStorage(Storage):
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[asyncpg.Connection]:
-        """A connection in a transaction; purges expired entries now and then first."""
+        """A connection in a transaction (a savepoint inside `transaction()`); purges expired
+        entries now and then first."""
         async with self._acquire() as conn:
             if self._purge_due():
                 await conn.execute(f"DELETE FROM {self.table} WHERE expires_at <= $1",
                                    time.time())
             async with conn.transaction():
                 yield conn
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        tx = self._current_tx()
+        if tx is not None:  # nested: a savepoint of the enclosing transaction
+            savepoint = tx.conn.transaction()
+            async with tx.lock:
+                await savepoint.start()
+            try:
+                yield
+            except BaseException:
+                async with tx.lock:
+                    await savepoint.rollback()
+                raise
+            async with tx.lock:
+                await savepoint.commit()
+            return
+        async with self._acquire() as conn:
+            outer = conn.transaction()
+            await outer.start()
+            tx = Transaction(conn)
+            token = self._tx.set(tx)
+            try:
+                yield
+            except BaseException:
+                async with tx.lock:
+                    tx.active = False
+                    with contextlib.suppress(Exception):
+                        await outer.rollback()
+                raise
+            finally:
+                self._tx.reset(token)
+            async with tx.lock:
+                tx.active = False
+                await outer.commit()
+
+    async def ensure_unique(self, collection: str, field: str) -> bool:
+        check_unique(collection, field)
+        name = unique_index_name(self.table, collection, field)
+        self._unique[name] = (collection, field)
+        # Both names are checked (no quote can occur): they can be spliced into the DDL.
+        sql = (f'CREATE UNIQUE INDEX IF NOT EXISTS "{name}" ON {self.table} '
+               f"((body ->> '{field}')) WHERE collection = '{collection}'")
+        try:
+            async with self._acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", DDL_LOCK_KEY)
+                await conn.execute(sql)
+        except DuplicateValue:
+            return False
+        return True
 
     async def _drop_expired(self, conn: asyncpg.Connection, collection: str, id: str) -> None:
         await conn.execute(f"DELETE FROM {self.table} WHERE collection = $1 AND id = $2 "
@@ -242,9 +314,12 @@ class PostgresStorage(Storage):
         order = self._order_by(d, sort)
         sql = (f"SELECT id, body FROM {self.table} WHERE {where} ORDER BY {order} "
                f"LIMIT {d.bind(size)} OFFSET {d.bind(from_)}")
-        async with self._acquire() as conn, \
-                conn.transaction(isolation="repeatable_read", readonly=True):
-            # One snapshot for both statements: the total matches the hits.
+        in_tx = self._current_tx() is not None
+        async with self._acquire() as conn, (
+                contextlib.nullcontext() if in_tx
+                else conn.transaction(isolation="repeatable_read", readonly=True)):
+            # One snapshot for both statements: the total matches the hits (a transaction
+            # of the caller's keeps its own snapshot rules).
             total = await conn.fetchval(f"SELECT COUNT(*) FROM {self.table} WHERE {where}",
                                         *count_params)
             rows = await conn.fetch(sql, *d.params) if size else []
@@ -255,6 +330,15 @@ class PostgresStorage(Storage):
         sql = f"SELECT COUNT(*) FROM {self.table} WHERE {self._where(d, collection, query)}"
         async with self._acquire() as conn:
             return int(await conn.fetchval(sql, *d.params))
+
+    async def _find_unique(self, collection: str, field: str, value: str,
+                           ) -> tuple[str, Any] | None:
+        async with self._acquire() as conn:
+            row = await conn.fetchrow(
+                f"SELECT id, body FROM {self.table} WHERE collection = '{collection}' AND "
+                f"(body ->> '{field}') = $1 AND (expires_at IS NULL OR expires_at > $2) LIMIT 1",
+                value, time.time())
+        return None if row is None else (row["id"], row["body"])
 
     async def _delete_by_query(self, collection: str, query: Any) -> int:
         d = self.dialect()

@@ -3,12 +3,14 @@
 One aiosqlite connection in WAL mode, every statement behind one asyncio lock: a multi-statement
 write must not interleave with another coroutine's statements on the same connection, and the
 embedded case has little to gain from concurrency. `BEGIN IMMEDIATE` plus a busy timeout keep
-writes correct when several processes share the file.
+writes correct when several processes share the file. A `transaction()` holds that lock for its
+whole block; the storage calls made inside it use the connection directly, each in a savepoint.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import sqlite3
@@ -22,7 +24,17 @@ import aiosqlite
 
 from sanic_gateway import errors
 
-from .base import Dialect, Rows, Scalar, SortKeys, Storage
+from .base import (
+    Dialect,
+    DuplicateValue,
+    Rows,
+    Scalar,
+    SortKeys,
+    Storage,
+    Transaction,
+    check_unique,
+    unique_index_name,
+)
 
 # DELETE ... RETURNING arrived in SQLite 3.35; take() uses a transaction before that.
 HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
@@ -149,26 +161,38 @@ class SqliteStorage(Storage):
             raise errors.get("services.storage.unavailable", "SQLite: storage is closed")
         return self._db
 
+    @asynccontextmanager
+    async def _locked(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection, alone: the task's transaction's, else under the storage lock."""
+        tx = self._current_tx()
+        async with tx.lock if tx is not None else self._lock:
+            yield tx.conn if tx is not None else self._conn()
+
     async def _fetchone(self, sql: str, params: list[Any]) -> Any:
-        async with self._lock:
+        async with self._locked() as db:
             try:
-                async with self._conn().execute(sql, params) as cursor:
+                async with db.execute(sql, params) as cursor:
                     return await cursor.fetchone()
             except sqlite3.OperationalError as exc:
                 raise _unavailable(exc) from exc
 
     async def _fetchall(self, sql: str, params: list[Any]) -> list[Any]:
-        async with self._lock:
+        async with self._locked() as db:
             try:
-                async with self._conn().execute(sql, params) as cursor:
+                async with db.execute(sql, params) as cursor:
                     return list(await cursor.fetchall())
             except sqlite3.OperationalError as exc:
                 raise _unavailable(exc) from exc
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction, alone on the connection; also purges expired entries now and
-        then."""
+        """A write transaction, alone on the connection (a savepoint inside `transaction()`);
+        also purges expired entries now and then."""
+        tx = self._current_tx()
+        if tx is not None:
+            async with tx.lock, _savepoint(tx.conn, "gw_write"):
+                yield tx.conn
+            return
         async with self._lock:
             db = self._conn()
             try:
@@ -180,10 +204,61 @@ class SqliteStorage(Storage):
                     await db.execute(f"DELETE FROM {self.table} WHERE expires_at <= ?",
                                      [time.time()])
                 yield db
+            except sqlite3.IntegrityError as exc:
+                await db.execute("ROLLBACK")
+                raise _duplicate(exc) from None
             except BaseException:
                 await db.execute("ROLLBACK")
                 raise
             await db.execute("COMMIT")
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        tx = self._current_tx()
+        if tx is not None:  # nested: a savepoint of the enclosing transaction
+            async with _savepoint(tx.conn, "gw_tx", tx.lock):
+                yield
+            return
+        async with self._lock:
+            db = self._conn()
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise _unavailable(exc) from exc
+            tx = Transaction(db)
+            token = self._tx.set(tx)
+            try:
+                yield
+            except BaseException:
+                async with tx.lock:
+                    tx.active = False
+                    with contextlib.suppress(sqlite3.Error):
+                        await db.execute("ROLLBACK")
+                raise
+            finally:
+                self._tx.reset(token)
+            async with tx.lock:
+                tx.active = False
+                try:
+                    await db.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    with contextlib.suppress(sqlite3.Error):
+                        await db.execute("ROLLBACK")
+                    raise _unavailable(exc) from exc
+
+    async def ensure_unique(self, collection: str, field: str) -> bool:
+        check_unique(collection, field)
+        name = unique_index_name(self.table, collection, field)
+        self._unique[name] = (collection, field)
+        # Both names are checked (no quote can occur): they can be spliced into the DDL.
+        sql = (f'CREATE UNIQUE INDEX IF NOT EXISTS "{name}" ON {self.table} '
+               f"(json_extract(body, '$.{field}')) WHERE collection = '{collection}'")
+        try:
+            async with self._write() as db:
+                await db.execute(sql)
+        except DuplicateValue:
+            return False
+        return True
 
     async def _drop_expired(self, db: aiosqlite.Connection, collection: str, id: str) -> None:
         await db.execute(f"DELETE FROM {self.table} WHERE collection = ? AND id = ? "
@@ -278,10 +353,9 @@ class SqliteStorage(Storage):
         order = self._order_by(d, sort)
         sql = (f"SELECT id, body FROM {self.table} WHERE {where} ORDER BY {order} "
                f"LIMIT {d.bind(size)} OFFSET {d.bind(from_)}")
-        async with self._lock:
+        async with self._locked() as db:
             # Both statements under one lock hold: no write slips between total and hits.
             try:
-                db = self._conn()
                 async with db.execute(f"SELECT COUNT(*) FROM {self.table} WHERE {where}",
                                       count_params) as cursor:
                     (total,) = await cursor.fetchone()  # type: ignore[misc]
@@ -299,12 +373,57 @@ class SqliteStorage(Storage):
         row = await self._fetchone(sql, d.params)
         return int(row[0])
 
+    async def _find_unique(self, collection: str, field: str, value: str,
+                           ) -> tuple[str, Any] | None:
+        row = await self._fetchone(
+            f"SELECT id, body FROM {self.table} WHERE collection = '{collection}' AND "
+            f"json_extract(body, '$.{field}') = ? AND (expires_at IS NULL OR expires_at > ?) "
+            "LIMIT 1", [value, time.time()])
+        return None if row is None else (row[0], row[1])
+
     async def _delete_by_query(self, collection: str, query: Any) -> int:
         d = self.dialect()
         sql = f"DELETE FROM {self.table} WHERE {self._where(d, collection, query)}"
         async with self._write() as db:
             cursor = await db.execute(sql, d.params)
             return cursor.rowcount
+
+
+def _duplicate(exc: sqlite3.IntegrityError) -> DuplicateValue:
+    """SQLite says "UNIQUE constraint failed: index 'name'"."""
+    match = re.search(r"index '([^']+)'", str(exc))
+    return DuplicateValue(match.group(1) if match else None)
+
+
+@asynccontextmanager
+async def _savepoint(db: aiosqlite.Connection, name: str,
+                     lock: asyncio.Lock | None = None) -> AsyncIterator[None]:
+    """A savepoint: undone alone when the block raises, the enclosing transaction goes on.
+    With `lock`, only the savepoint statements take it (the block makes its own calls)."""
+    async with lock or _NO_LOCK:
+        await db.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException as exc:
+        async with lock or _NO_LOCK:
+            await db.execute(f"ROLLBACK TO {name}")
+            await db.execute(f"RELEASE {name}")
+        if isinstance(exc, sqlite3.IntegrityError):
+            raise _duplicate(exc) from None
+        raise
+    async with lock or _NO_LOCK:
+        await db.execute(f"RELEASE {name}")
+
+
+class _NoLock:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
 
 
 async def _retry_locked(run: Any, attempts: int = 50) -> Any:

@@ -12,15 +12,26 @@ let mode = 'normal';
 let subject = 'user-1';
 let azp = null;
 
-// addRoute has already read and parsed the body (JSON or form) into req.body
-server.service.addRoute('POST', '/_mode', (req, res) => {
+function setMode(req, res) {
   const body = req.body || {};
   mode = body.mode || 'normal';
   subject = body.sub || subject;
   azp = body.azp || null;
   res.writeHead(200, { 'content-type': 'application/json' });
   res.end(JSON.stringify({ mode, subject, azp }));
-});
+}
+
+if (typeof server.service.addRoute === 'function') {
+  // 9.x: addRoute has already read and parsed the body (JSON or form) into req.body
+  server.service.addRoute('POST', '/_mode', setMode);
+} else {
+  // 8.x (the version pinned for Node 20): an Express app whose json() parser runs first;
+  // the route goes before its final 404 handler and error handler
+  const app = server.service.requestHandler;
+  app.post('/_mode', setMode);
+  const stack = app.router.stack;
+  stack.splice(stack.length - 3, 0, stack.pop());
+}
 
 server.service.on(Events.BeforeTokenSigning, (token) => {
   const now = Math.floor(Date.now() / 1000);
