@@ -216,6 +216,15 @@ async def test_a_malformed_payload_gets_a_400_and_the_connection_stays(mqtt):
     assert envelope["status"] == 400 and envelope["error"]["id"] == "api.assert.invalid_body"
     client.publish("Kuzzle/request", b"[1, 2]")
     assert (await client.get())[1]["error"]["id"] == "api.assert.invalid_body"
+    wrong_type = await client.request(controller="server", action="now", body=[1],
+                                      requestId="typed")
+    assert wrong_type["status"] == 400 and wrong_type["requestId"] == "typed"
+    assert wrong_type["error"]["id"] == "api.assert.invalid_type"
+    deep: Any = 1
+    for _ in range(150):
+        deep = [deep]
+    too_deep = await client.request(controller="server", action="now", body={"x": deep})
+    assert too_deep["status"] == 400 and too_deep["error"]["id"] == "api.assert.too_deep"
     unknown = await client.request(controller="nope", action="nope")
     assert unknown["status"] == 404
     assert unknown["error"]["id"] == "api.process.controller_not_found"
@@ -242,8 +251,6 @@ class CheckingEntryPoint(FunnelEntryPoint):
     def request(self, payload: Any, connection: ClientConnection) -> Request:
         if isinstance(payload, dict) and "forbidden" in payload:
             raise errors.get("api.assert.forbidden_argument", "forbidden")
-        if not isinstance(payload, dict):
-            raise errors.get("api.assert.invalid_body", "not an object")
         return Request(payload, RequestContext(connection))
 
     def error_envelope(self, error: BaseException, request_id: str | None = None) -> dict:
@@ -265,7 +272,9 @@ async def test_the_entry_points_own_checks_and_error_envelope_are_used(serve):
         assert refused["error"]["id"] == "api.assert.forbidden_argument"
         assert refused["requestId"] == "f" and refused["checked"] is True
         client.publish("Kuzzle/request", b"[]")
-        assert (await client.get())[1]["error"]["message"] == "Invalid request body: not an object"
+        refused_early = (await client.get())[1]  # by the shared input checks, in its envelope
+        assert refused_early["error"]["id"] == "api.assert.invalid_body"
+        assert refused_early["checked"] is True
         assert (await client.request(controller="server", action="now"))["status"] == 200
     finally:
         await client.close()

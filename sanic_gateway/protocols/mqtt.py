@@ -25,7 +25,7 @@ import orjson
 from amqtt.broker import Broker
 from amqtt.mqtt.publish import PublishPacket
 
-from .. import errors
+from .. import errors, inputs
 from ..request import ClientConnection, Request, RequestContext
 from .http import dumps
 from .mqtt_broker import PLUGIN_PATH, GatewayBridge
@@ -267,11 +267,11 @@ class MqttProtocol:
                 raise errors.get("api.assert.size_limit",
                                  f"request over {self.max_request_size} bytes")
             try:
-                payload = orjson.loads(data)
-            except orjson.JSONDecodeError as exc:
-                raise errors.get("api.assert.invalid_body", f"malformed JSON: {exc}") from None
-            if isinstance(payload, dict):
-                request_id = payload.get("requestId")
+                payload = inputs.parse_request(data)  # the checks every protocol applies
+            except errors.GatewayError:
+                request_id = _request_id_of(data)  # so that the client can match the error
+                raise
+            request_id = payload.get("requestId")
             request = self._request(payload, client.connection)
             if self._stopping:
                 raise errors.get("core.fatal.service_unavailable", "the gateway is shutting down")
@@ -282,13 +282,10 @@ class MqttProtocol:
             log.exception("MQTT: execute failed for request %s", request_id)
             return self._error_envelope(exc, request_id)
 
-    def _request(self, payload: Any, connection: ClientConnection) -> Request:
+    def _request(self, payload: dict[str, Any], connection: ClientConnection) -> Request:
         build = getattr(self.entry_point, "request", None)
         if callable(build):
             return build(payload, connection)
-        if not isinstance(payload, dict):
-            raise errors.get("api.assert.invalid_body",
-                             f"expected a JSON object, got {type(payload).__name__}")
         return Request(payload, RequestContext(connection))
 
     def _error_envelope(self, error: BaseException, request_id: Any) -> dict[str, Any]:
@@ -363,6 +360,16 @@ class MqttProtocol:
 def _publish_packet(topic: str, data: bytes) -> bytes:
     """A QoS 0 PUBLISH, as amqtt encodes it."""
     return bytes(PublishPacket.build(topic, data, None, False, 0, False).to_bytes())
+
+
+def _request_id_of(data: bytes | bytearray) -> str | None:
+    """The `requestId` of a refused request, when it is a JSON object with a string one."""
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    request_id = payload.get("requestId") if isinstance(payload, dict) else None
+    return request_id if isinstance(request_id, str) else None
 
 
 def _server_section(context: Any) -> Mapping[str, Any]:
