@@ -10,7 +10,8 @@ import asyncio
 import json
 import socket
 import types
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -53,12 +54,6 @@ class FunnelEntryPoint:
     def remove_connection(self, connection_id: str) -> None:
         self.removed.append(connection_id)
         self.connections.pop(connection_id, None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Client:
@@ -129,6 +124,24 @@ class Client:
         await asyncio.to_thread(self.paho.loop_stop)
 
 
+@asynccontextmanager
+async def over_mqtt(port: int) -> AsyncIterator[Callable[..., Awaitable[dict[str, Any]]]]:
+    """A client on `port`, as `call(**request) -> envelope` (for tables run on every protocol)."""
+    client = Client(port)
+    try:
+        reason = await client.connect()
+        assert not reason.is_failure, reason
+
+        async def call(**frame: Any) -> dict[str, Any]:
+            frame.setdefault("requestId", "rid")
+            answer = await client.request(**frame)
+            assert answer["requestId"] == frame["requestId"]
+            return answer
+        yield call
+    finally:
+        await client.close()
+
+
 class Mqtt:
     def __init__(self, served: Any, protocol: MqttProtocol, entry: FunnelEntryPoint,
                  port: int, clients: list[Client]) -> None:
@@ -153,14 +166,14 @@ async def mqtt(serve: Any) -> AsyncIterator[Callable[..., Any]]:
     async def start(yaml_text: str = "", files: dict[str, str] | None = None,
                     **config: Any) -> Mqtt:
         served = await serve(yaml_text or rec_yaml(), files=files)
-        port = free_port()
-        entry = FunnelEntryPoint(served.gateway, {"enabled": True, "port": port, **config})
+        entry = FunnelEntryPoint(served.gateway, {"enabled": True, "port": 0, **config})
         protocol = MqttProtocol()
         # as the gateway's protocol context: the whole gateway.yaml, read-only
         context = types.SimpleNamespace(config=frozen(served.gateway.config.data))
         assert await protocol.init(entry, context) is True
         started.append(protocol)
-        return Mqtt(served, protocol, entry, port, clients)
+        assert protocol.port  # port 0: the one the listener got
+        return Mqtt(served, protocol, entry, protocol.port, clients)
 
     yield start
     for client in clients:
@@ -261,10 +274,11 @@ class CheckingEntryPoint(FunnelEntryPoint):
 
 async def test_the_entry_points_own_checks_and_error_envelope_are_used(serve):
     served = await serve(rec_yaml())
-    entry = CheckingEntryPoint(served.gateway, {"enabled": True, "port": free_port()})
+    entry = CheckingEntryPoint(served.gateway, {"enabled": True, "port": 0})
     protocol = MqttProtocol()
     await protocol.init(entry, None)
-    client = Client(entry.config["port"])
+    assert protocol.port
+    client = Client(protocol.port)
     try:
         await client.connect()
         refused = await client.request(controller="server", action="now", forbidden=1,
@@ -453,10 +467,20 @@ async def test_stop_answers_requests_in_flight_then_closes(mqtt):
         s.bind(("127.0.0.1", m.port))
 
 
+async def test_over_mqtt_runs_a_table_of_calls(mqtt):
+    m = await mqtt(closed_yaml())
+    async with over_mqtt(m.port) as call:
+        assert (await call(controller="rec/api", action="echo"))["status"] == 401
+        login = await call(controller="auth", action="login", strategy="local",
+                           body={"username": "alice", "password": "alice-password"})
+        assert (await call(controller="auth", action="getCurrentUser",
+                           jwt=login["result"]["jwt"]))["result"]["_id"] == "alice"
+
+
 async def test_disabled_protocol_starts_nothing(serve):
     served = await serve(rec_yaml())
     protocol = MqttProtocol()
-    entry = FunnelEntryPoint(served.gateway, {"enabled": False, "port": free_port()})
+    entry = FunnelEntryPoint(served.gateway, {"enabled": False, "port": 0})
     assert await protocol.init(entry, None) is False
     assert protocol.broker is None
     await protocol.stop()

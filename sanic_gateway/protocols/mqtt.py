@@ -89,6 +89,7 @@ class MqttProtocol:
         self.send_queue = SEND_QUEUE
         self.max_request_size = MAX_REQUEST_SIZE
         self.broker: Broker | None = None
+        self.port: int | None = None  # the bound port, once started (`port: 0` picks a free one)
         self._clients: dict[str, _Client] = {}  # by MQTT client id
         self._connections: dict[str, _Client] = {}  # by gateway connection id
         self._channels: dict[str, set[str]] = {}  # channel -> connection ids
@@ -124,7 +125,8 @@ class MqttProtocol:
                 plugin.protocol = self
         await broker.start()
         self.broker = broker
-        log.info("MQTT on %s:%d (allow_pubsub: %s)", host, port,
+        self.port = _bound_port(broker) or port
+        log.info("MQTT on %s:%d (allow_pubsub: %s)", host, self.port,
                  "true" if self.allow_pubsub else "false")
         return True
 
@@ -370,6 +372,13 @@ def _request_id_of(data: bytes | bytearray) -> str | None:
         return None
     request_id = payload.get("requestId") if isinstance(payload, dict) else None
     return request_id if isinstance(request_id, str) else None
+
+
+def _bound_port(broker: Broker) -> int | None:
+    """The port amqtt's listener got (amqtt keeps its servers in `_servers`; None if not)."""
+    server = getattr(broker, "_servers", {}).get("default")
+    sockets = getattr(getattr(server, "instance", None), "sockets", None) or ()
+    return sockets[0].getsockname()[1] if sockets else None
 
 
 def _server_section(context: Any) -> Mapping[str, Any]:
