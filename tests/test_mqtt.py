@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -500,3 +501,19 @@ async def test_a_client_id_connecting_again_replaces_its_old_connection(mqtt, cl
     await asyncio.sleep(0.1)  # the old session's late disconnect event must not remove the new
     assert m.entry.removed == [old_id]
     assert (await second.request(controller="server", action="now"))["status"] == 200
+
+
+async def test_no_password_or_token_in_any_log_even_at_debug(mqtt, caplog):
+    caplog.set_level(logging.DEBUG)
+    m = await mqtt(closed_yaml())
+    client = await m.client()
+    login = await client.request(controller="auth", action="login", strategy="local",
+                                 body={"username": "alice", "password": "alice-password"})
+    jwt = login["result"]["jwt"]
+    assert (await client.request(controller="rec/api", action="echo", jwt=jwt))["status"] == 200
+    await client.close()
+    await until(lambda: m.entry.removed)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "alice-password" not in text and jwt not in text
+    assert not [r for r in caplog.records
+                if r.name.split(".")[0] in ("amqtt", "transitions") and r.levelno < logging.WARNING]

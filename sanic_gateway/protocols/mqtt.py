@@ -398,8 +398,10 @@ def _bind(host: str, port: int) -> str:
 
 
 def _quiet_amqtt() -> None:
-    """amqtt logs each connection at INFO and whole messages (requests carry `jwt`) at DEBUG:
-    keep it to warnings, unless its logger was configured on purpose."""
-    logger = logging.getLogger("amqtt")
-    if logger.level == logging.NOTSET:
-        logger.setLevel(logging.WARNING)
+    """amqtt logs each connection at INFO and whole messages (requests carry `jwt`) at DEBUG,
+    its state machines (`transitions`) every state change at INFO: keep them to warnings,
+    unless their loggers were configured on purpose."""
+    for name in ("amqtt", "transitions"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
