@@ -30,9 +30,25 @@ SLOW_PLUGIN = """
 import asyncio
 
 class Slow:
+    running = peak = 0
+
     async def wait(self, request):
-        await asyncio.sleep(float(request.input.args.get("seconds", 0.3)))
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            await asyncio.sleep(float(request.input.args.get("seconds", 0.3)))
+        finally:
+            self.running -= 1
         return {"waited": True}
+
+    async def get_peak(self, request):
+        return {"peak": self.peak}
+"""
+SLOW_YAML = rec_yaml() + """
+  slow:
+    module: slow_plugin:Slow
+    controllers:
+      api: {wait: wait, peak: get_peak}
 """
 
 
@@ -447,12 +463,7 @@ async def test_a_client_that_does_not_read_is_dropped_without_stalling_others(mq
 
 
 async def test_stop_answers_requests_in_flight_then_closes(mqtt):
-    m = await mqtt(rec_yaml() + """
-  slow:
-    module: slow_plugin:Slow
-    controllers:
-      api: {wait: wait}
-""", files={"slow_plugin.py": SLOW_PLUGIN})
+    m = await mqtt(SLOW_YAML, files={"slow_plugin.py": SLOW_PLUGIN})
     client = await m.client()
     client.publish("Kuzzle/request", {"controller": "slow/api", "action": "wait",
                                       "requestId": "in-flight", "seconds": 0.3})
@@ -476,6 +487,19 @@ async def test_over_mqtt_runs_a_table_of_calls(mqtt):
                            body={"username": "alice", "password": "alice-password"})
         assert (await call(controller="auth", action="getCurrentUser",
                            jwt=login["result"]["jwt"]))["result"]["_id"] == "alice"
+
+
+@pytest.mark.parametrize("max_in_flight", [2, 5])
+async def test_a_client_runs_at_most_max_in_flight_requests_at_once(mqtt, max_in_flight):
+    m = await mqtt(SLOW_YAML, files={"slow_plugin.py": SLOW_PLUGIN}, max_in_flight=max_in_flight)
+    client = await m.client()
+    for n in range(5):
+        client.publish("Kuzzle/request", {"controller": "slow/api", "action": "wait",
+                                          "seconds": 0.2, "requestId": f"w{n}"})
+    answers = {(await client.get())[1]["requestId"] for _ in range(5)}
+    assert answers == {f"w{n}" for n in range(5)}  # the ones over the limit waited, then ran
+    peak = await client.request(controller="slow/api", action="peak")
+    assert peak["result"]["peak"] == max_in_flight
 
 
 async def test_disabled_protocol_starts_nothing(serve):

@@ -8,8 +8,9 @@ With `allow_pubsub: false` (the default) a client may publish only requests; wit
 broker also routes plain publish/subscribe between clients, except on the response topic and on
 live channel topics (so that nobody can forge a response or a notification).
 
-Each client has a bounded send queue: a client that stops reading is disconnected when its queue
-is full, and never holds up the others.
+Each client runs at most `max_in_flight` requests at once (more wait their turn), and has a
+bounded send queue: a client that stops reading is disconnected when its queue is full, and
+never holds up the others.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ log = logging.getLogger("sanic_gateway.mqtt")
 REQUEST_TOPIC = "Kuzzle/request"
 RESPONSE_TOPIC = "Kuzzle/response"
 SEND_QUEUE = 1000  # messages waiting for one slow client before it is disconnected
+MAX_IN_FLIGHT = 100  # requests of one client running at once; more wait their turn
 MAX_REQUEST_SIZE = 1048576  # bytes, as server.max_request_size
 STOP_TIMEOUT = 10.0  # seconds given to requests in flight when the protocol stops
 
@@ -51,10 +53,11 @@ async def _settle(value: Any) -> Any:
 class _Client:
     """One connected MQTT client: its gateway connection, broker handler and send queue."""
 
-    __slots__ = ("channels", "client_id", "connection", "handler", "queue", "sender", "session")
+    __slots__ = ("channels", "client_id", "connection", "handler", "queue", "sender", "session",
+                 "slots")
 
     def __init__(self, client_id: str, session: Session, handler: BrokerProtocolHandler,
-                 connection: ClientConnection) -> None:
+                 connection: ClientConnection, max_in_flight: int) -> None:
         self.client_id = client_id
         self.session = session
         self.handler = handler
@@ -62,6 +65,7 @@ class _Client:
         self.channels: set[str] = set()
         self.queue: deque[bytes] = deque()  # PUBLISH packets not yet written
         self.sender: asyncio.Task[None] | None = None
+        self.slots = asyncio.Semaphore(max_in_flight)  # requests running at once
 
 
 class MqttProtocol:
@@ -70,7 +74,8 @@ class MqttProtocol:
     Reads from `entry_point.config`: `enabled`, `port` (1883), `allow_pubsub` (false), and
     optionally `host` and `max_request_size` (default: `server.host` and
     `server.max_request_size` from `context.config`, else 127.0.0.1 and 1 MB), `send_queue`
-    (1000 messages) and `max_connections` (0: no limit).
+    (1000 messages), `max_in_flight` (100 requests per client) and `max_connections` (0: no
+    limit).
 
     Where the entry point offers them, its `request(payload, connection)` (shared input
     checks), `error_envelope(error)` and `dumps(envelope)` are used, so that MQTT answers
@@ -87,6 +92,7 @@ class MqttProtocol:
         self.response_topic = RESPONSE_TOPIC
         self.allow_pubsub = False
         self.send_queue = SEND_QUEUE
+        self.max_in_flight = MAX_IN_FLIGHT
         self.max_request_size = MAX_REQUEST_SIZE
         self.broker: Broker | None = None
         self.port: int | None = None  # the bound port, once started (`port: 0` picks a free one)
@@ -109,7 +115,8 @@ class MqttProtocol:
             return False
         self.allow_pubsub = bool(config.get("allow_pubsub", False))
         server = _server_section(context)
-        self.send_queue = int(config.get("send_queue", SEND_QUEUE))
+        self.send_queue = int(config.get("send_queue") or SEND_QUEUE)
+        self.max_in_flight = int(config.get("max_in_flight") or MAX_IN_FLIGHT)
         self.max_request_size = int(config.get("max_request_size")
                                     or server.get("max_request_size") or MAX_REQUEST_SIZE)
         host = str(config.get("host") or server.get("host") or "127.0.0.1")
@@ -227,7 +234,7 @@ class MqttProtocol:
             await self._remove(previous)
         ips = [session.remote_address] if session.remote_address else []
         connection = ClientConnection(self.name, ips, {}, misc={"client_id": client_id})
-        client = _Client(client_id, session, handler, connection)
+        client = _Client(client_id, session, handler, connection, self.max_in_flight)
         self._clients[client_id] = client
         self._connections[connection.id] = client
         try:
@@ -250,7 +257,8 @@ class MqttProtocol:
         self._in_flight += 1
         self._idle.clear()
         try:
-            body = self._dumps(await self._execute(client, data))
+            async with client.slots:
+                body = self._dumps(await self._execute(client, data))
             if client.connection.id in self._connections:
                 self._send(client, _publish_packet(self.response_topic, body))
         finally:
