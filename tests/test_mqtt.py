@@ -502,6 +502,18 @@ async def test_a_client_runs_at_most_max_in_flight_requests_at_once(mqtt, max_in
     assert peak["result"]["peak"] == max_in_flight
 
 
+async def test_a_taken_port_fails_in_one_line(serve, caplog):
+    served = await serve(rec_yaml())
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        protocol = MqttProtocol()
+        entry = FunnelEntryPoint(served.gateway, {"enabled": True, "port": port})
+        with pytest.raises(OSError, match=f"MQTT cannot listen on 127.0.0.1:{port}"):
+            await protocol.init(entry, None)
+    assert protocol.broker is None
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback logged
+
+
 async def test_disabled_protocol_starts_nothing(serve):
     served = await serve(rec_yaml())
     protocol = MqttProtocol()

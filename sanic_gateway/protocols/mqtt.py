@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import socket
 from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -121,6 +122,8 @@ class MqttProtocol:
                                     or server.get("max_request_size") or MAX_REQUEST_SIZE)
         host = str(config.get("host") or server.get("host") or "127.0.0.1")
         port = int(config.get("port", 1883))
+        if port:
+            _check_free(host, port)
         _quiet_amqtt()
         broker = Broker({
             "listeners": {"default": {"type": "tcp", "bind": _bind(host, port),
@@ -380,6 +383,16 @@ def _request_id_of(data: bytes | bytearray) -> str | None:
         return None
     request_id = payload.get("requestId") if isinstance(payload, dict) else None
     return request_id if isinstance(request_id, str) else None
+
+
+def _check_free(host: str, port: int) -> None:
+    """Fail in one line when the port is taken (a Mosquitto on 1883, typically), before amqtt
+    would log a traceback for it."""
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as exc:
+        raise OSError(exc.errno, f"MQTT cannot listen on {host}:{port}: {exc.strerror} "
+                                 "(server.protocols.mqtt.port)") from None
 
 
 def _bound_port(broker: Broker) -> int | None:
