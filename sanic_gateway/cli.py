@@ -1,43 +1,97 @@
-"""`sanic-gateway run` and `sanic-gateway check` (SPEC 2). Config errors never print a traceback."""
+"""`sanic-gateway run` and `sanic-gateway check`.
+
+Exit codes: 0 stopped normally, 1 a plugin's `init` raised, 2 a usage, configuration or
+startup error (port in use, storage that cannot be opened, ...). Every error is one line
+(or one line per config problem), never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
+import errno
+import os
+import signal
+import socket
 import sys
-from functools import partial
+from pathlib import Path
 
-from . import __version__
+from . import __version__, logs
+from .app import EXIT_CONFIG, serve, sighup
 from .config import ConfigError, load_config
-from .gateway import Gateway, StartError
+from .gateway import Gateway
 
-EXIT_CONFIG = 2
+BACKLOG = 1024
+
+
+class StartupError(Exception):
+    """Cannot serve: the message is the one line the user sees."""
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (0-65535)")
+    return value
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: at least 1 worker is needed")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sanic-gateway", description="A declarative gateway: gateway.yaml served by Sanic.")
-    parser.add_argument("--version", action="version", version=f"sanic-gateway {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="start the server")
-    run.add_argument("--config", default="gateway.yaml", help="default: ./gateway.yaml")
+        prog="sanic-gateway",
+        description="A declarative gateway: gateway.yaml served by Sanic, with Kuzzle's API.",
+        epilog="Exit codes: 0 stopped normally; 1 a plugin's init failed; 2 usage, "
+               "configuration or startup error.")
+    parser.add_argument("-V", "--version", action="version",
+                        version=f"sanic-gateway {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser(
+        "run", help="start the server",
+        description="Load gateway.yaml, start every plugin and serve until SIGTERM or Ctrl-C.")
+    run.add_argument("--config", default="gateway.yaml", metavar="PATH",
+                     help="the configuration file (default: ./gateway.yaml)")
     run.add_argument("--host", help="overrides server.host")
-    run.add_argument("--port", type=int, help="overrides server.port (default 7512)")
-    run.add_argument("--workers", type=int, help="overrides server.workers")
+    run.add_argument("--port", type=_port, help="overrides server.port (default 7512)")
+    run.add_argument("--workers", type=_workers, metavar="N", help="overrides server.workers")
     run.add_argument("--dev", action="store_true",
                      help="debug logs, access log, stack traces in error responses")
-    check = sub.add_parser("check", help="validate gateway.yaml and every plugin, then exit")
-    check.add_argument("--config", default="gateway.yaml", help="default: ./gateway.yaml")
+    check = sub.add_parser(
+        "check", help="validate gateway.yaml and every plugin, then exit",
+        description="Validate gateway.yaml, import every plugin and resolve every function it "
+                    "names, without starting anything; print a summary.")
+    check.add_argument("--config", default="gateway.yaml", metavar="PATH",
+                       help="the configuration file (default: ./gateway.yaml)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if getattr(args, "dev", False) else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_CONFIG
+    dev = getattr(args, "dev", False)
+    logs.configure(dev)
+    path = Path(args.config)
+    if not path.exists():
+        print(f"{args.config}: file not found (looked for {path.resolve()}); "
+              "pass --config PATH", file=sys.stderr)
+        return EXIT_CONFIG
     try:
-        config = load_config(args.config)
-        gateway = Gateway.build(config, dev=getattr(args, "dev", False))
+        config = load_config(path)
+        logs.register_config_secrets(config.data)
+        gateway = Gateway.build(config, dev=dev)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         print(f"{len(exc.issues)} error(s) in {args.config}", file=sys.stderr)
@@ -49,37 +103,57 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, gateway: Gateway) -> int:
-    from sanic import Sanic
-    from sanic.worker.loader import AppLoader
-
-    from .app import app_from_file, create_app
-
+    os.environ.setdefault("SANIC_IGNORE_PRODUCTION_WARNING", "true")
+    signal.signal(signal.SIGHUP, sighup)
     server = gateway.config.data["server"]
     host = args.host or server["host"]
     port = args.port if args.port is not None else server["port"]
     workers = args.workers or server["workers"]
-    log = logging.getLogger("sanic_gateway")
-    log.info("sanic-gateway %s: %s, %d plugin(s), serving on http://%s:%d", __version__,
-             gateway.config.path, len(gateway.plugins), host, port)
-    if workers == 1:
-        app = create_app(gateway)
-        if not args.dev:
-            logging.getLogger("sanic.error").addFilter(_QuietStartErrors())
-        try:
-            app.run(host=host, port=port, single_process=True, debug=False,
-                    access_log=args.dev, motd=False)
-        except StartError:
-            return 1  # already logged, in one line
-        return 1 if app.ctx.start_error else 0
-    loader = AppLoader(factory=partial(app_from_file, str(gateway.config.path), args.dev))
-    app = loader.load()
-    app.prepare(host=host, port=port, workers=workers, access_log=args.dev, motd=False)
-    Sanic.serve(primary=app, app_loader=loader)
-    return 0
+    try:
+        sock = bind(host, port)
+    except StartupError as exc:
+        print(f"sanic-gateway: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    url = f"http://{shown}:{bound_port}"
+    try:
+        if workers == 1:
+            return serve(gateway, sock, url)
+        from .workers import Supervisor
+
+        return Supervisor(gateway, sock, url, workers).run()
+    finally:
+        sock.close()
 
 
-class _QuietStartErrors(logging.Filter):
-    """A plugin whose init fails is reported in one line, not with Sanic's traceback."""
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or StartupError saying what to change."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(f"cannot resolve host {host!r}: {exc.strerror}; "
+                           "pass --host or set server.host") from None
+    except (UnicodeError, OverflowError, ValueError) as exc:
+        raise StartupError(f"invalid host {host!r} or port {port!r}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"port {port} is in use; pass --port or set server.port") from None
+        if exc.errno == errno.EACCES:
+            raise StartupError(f"not allowed to listen on port {port} (ports below 1024 need "
+                               "privileges); pass --port or set server.port") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise StartupError(f"cannot listen on {host}: not an address of this machine; "
+                               "pass --host or set server.host") from None
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], StartError))

@@ -223,6 +223,10 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
             "too_many_pipes": (
                 4, "ServiceUnavailableError",
                 "Request discarded: maximum number of executing pipe functions reached."),
+            "too_many_threads": (
+                11, "ServiceUnavailableError",
+                "Request discarded: all %s threads for plain plugin functions are busy "
+                "(limits.plugin_threads)."),
             "invalid_pipe_result": (
                 10, "PluginImplementationError",
                 'Plugin "%s": the pipe "%s" on "%s" returned a %s; a pipe on a request event '

@@ -3,7 +3,9 @@
 Chains are resolved once per event name, wildcards included, and cached: every event the API can
 fire is compiled at start, so the request path only does a dict look-up. Pipe time is bounded by
 one watchdog task that cancels overdue pipes (cheaper per call than `asyncio.timeout`), and the
-number of pipe chains running at once is bounded with a waiting buffer, as SPEC 5.3 says.
+number of pipe chains running at once is bounded with a waiting buffer. Hook calls are bounded
+too (hook_runner.py), and plain-function plugins run in their own bounded threads
+(plugin_threads.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from . import errors
 from .hook_runner import HookRunner
+from .plugin_threads import PluginThreads
 from .request import Request
 
 log = logging.getLogger("sanic_gateway.events")
@@ -45,20 +48,31 @@ class Listener:
         return self.fn(payload, event) if self.takes_event else self.fn(payload)
 
 
-def as_async(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    """`fn` itself if it is a coroutine function; else a coroutine function running it in the
-    default thread pool (so no plugin code blocks the event loop), awaiting what it returns if
-    that is awaitable."""
+def as_async(fn: Callable[..., Any], threads: PluginThreads | None = None, *,
+             wait: bool = False) -> Callable[..., Awaitable[Any]]:
+    """`fn` itself if it is a coroutine function; else a coroutine function running it in a
+    thread (so no plugin code blocks the event loop), awaiting what it returns if that is
+    awaitable. The thread is one of `threads` (the plugins' own, bounded: when all are busy,
+    503 unless `wait`, for hooks), or of the loop's default executor without `threads`."""
     if inspect.iscoroutinefunction(fn):
         return fn
+    if threads is None:
+        async def call_in_thread(*args: Any) -> Any:
+            out = await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+            if inspect.isawaitable(out):
+                out = await out
+            return out
 
-    async def call_in_thread(*args: Any) -> Any:
-        out = await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        return call_in_thread
+    run = threads.run_waiting if wait else threads.run
+
+    async def call_in_plugin_thread(*args: Any) -> Any:
+        out = await run(fn, *args)
         if inspect.isawaitable(out):
             out = await out
         return out
 
-    return call_in_thread
+    return call_in_plugin_thread
 
 
 class CompiledEvent:
@@ -118,6 +132,8 @@ class EventBus:
         pipe_warn_time: float = 0.5,
         max_concurrent_pipes: int = 50,
         pipes_buffer_size: int = 50000,
+        hooks_buffer_size: int = 5000,
+        plugin_threads: int = 16,
     ) -> None:
         self.pipes = tuple(pipes)
         self.hooks = tuple(hooks)
@@ -130,7 +146,8 @@ class EventBus:
         self._slots: set[_PipeSlot] = set()
         self._running_chains = 0
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._hooks = HookRunner()
+        self._hooks = HookRunner(max_pending=hooks_buffer_size)
+        self.threads = PluginThreads(plugin_threads)  # plain-function plugins run there
         self._watchdog: asyncio.Task[None] | None = None
 
     # -- compilation -------------------------------------------------------------------------
@@ -325,3 +342,4 @@ class EventBus:
             self._watchdog = None
         await self._hooks.drain(grace)
         self._hooks.close()
+        self.threads.close()

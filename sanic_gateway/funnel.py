@@ -9,11 +9,13 @@ an event nobody listens to costs one attribute read here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from . import errors
 from .api import Action, ApiTable
 from .events import EventBus
+from .loop_share import LoopShare
 from .request import Request
 from .security import SecurityPolicy
 
@@ -25,6 +27,7 @@ class Funnel:
         self.api = api
         self.bus = bus
         self.security = security
+        self.share = LoopShare()  # pipelining clients cannot hold the loop (loop_share.py)
         self.prepare()
 
     def prepare(self) -> None:
@@ -48,6 +51,8 @@ class Funnel:
         they are authenticated if they carry a token, but not checked against rights.
         """
         action: Action | None = None
+        if self.share.due():
+            await asyncio.sleep(0)
         try:
             if self.on_before_execution.active:
                 request = await self.on_before_execution.fire(request)

@@ -23,6 +23,8 @@ from .events import EventBus, Listener, as_async
 from .funnel import Funnel
 from .plugins import GatewayPluginManager, LoadedPlugin, PluginContext, load_plugins
 from .plugins.functions import FunctionError, resolve
+from .protocols.entrypoint import Hub, ProtocolStartError
+from .protocols.loader import load_protocols
 from .security import OpenPolicy
 from .security.declared import closed_warnings
 from .security.service import Security
@@ -56,6 +58,8 @@ class Gateway:
             pipe_warn_time=limits["pipe_warn_time"],
             max_concurrent_pipes=limits["max_concurrent_pipes"],
             pipes_buffer_size=limits["pipes_buffer_size"],
+            hooks_buffer_size=limits["hooks_buffer_size"],
+            plugin_threads=limits["plugin_threads"],
         )
         self.funnel = Funnel(self.api, self.bus, OpenPolicy())
         self.version = __version__
@@ -64,6 +68,7 @@ class Gateway:
         self.plugin_strategies: list[tuple[str, str, list[str], dict[str, Any]]] = []
         self.storage: Storage | None = None  # opened by start()
         self.security: Security | None = None
+        self.hub = Hub(self)  # protocols other than HTTP, their connections and channels
         self.warnings: list[ConfigIssue] = []  # what `check` prints besides its summary
 
     # -- build -------------------------------------------------------------------------------
@@ -81,6 +86,8 @@ class Gateway:
                 gateway.api.add(controller)
         for plugin in load_plugins(config, issues):
             gateway._add_plugin(plugin, issues)
+        for protocol in load_protocols(config, issues):
+            gateway.hub.add(protocol)
         if issues:
             raise ConfigError(issues)
         gateway.warnings = closed_warnings(config.data, gateway.plugin_controllers(),
@@ -122,7 +129,10 @@ class Gateway:
                     found = function(at, fname, kind)
                     if found:
                         fn, nargs = found
-                        target.append(Listener(name, pattern, fname, as_async(fn), nargs >= 2))
+                        target.append(Listener(name, pattern, fname,
+                                               as_async(fn, self.bus.threads,
+                                                        wait=kind == "hook"),
+                                               nargs >= 2))
 
         routes: dict[tuple[str, str], list[HttpRoute]] = {}
         for route in spec.get("routes", []):
@@ -136,7 +146,7 @@ class Gateway:
                 found = function(("controllers", ctrl_name, action_name), fname, "action")
                 if found:
                     compiled[action_name] = Action(
-                        full_name, action_name, as_async(found[0]),
+                        full_name, action_name, as_async(found[0], self.bus.threads),
                         tuple(routes.get((ctrl_name, action_name), ())), plugin=name)
             if len(issues) == count:
                 self.api.add(Controller(full_name, compiled))
@@ -188,7 +198,10 @@ class Gateway:
         users (their credentials may be of a plugin strategy), then fire core:gatewayStart.
         Raises StartError (PluginStartError naming a plugin that failed); nothing stays open
         then."""
-        self.storage = await open_storage(self.storage_url())
+        try:
+            self.storage = await open_storage(self.storage_url())
+        except Exception as exc:
+            raise StorageStartError(self.config.data["storage"], exc) from exc
         try:
             auth = self.pm.get_plugin("core:auth")
             self.security = Security(self.storage, self.config.data, issue=auth.issue_for)
@@ -197,7 +210,8 @@ class Gateway:
             for plugin_name, strategy_name, fields, methods in self.plugin_strategies:
                 try:
                     await self.security.strategies.register(strategy_from_callables(
-                        strategy_name, methods, fields, owner=plugin_name))
+                        strategy_name, methods, fields, owner=plugin_name,
+                        threads=self.bus.threads))
                 except Exception as exc:
                     raise PluginStartError(plugin_name, exc) from exc
             await self._init_plugins()
@@ -207,7 +221,12 @@ class Gateway:
                 issue = self.config.issue(getattr(exc, "declared", ("security",)), exc.message)
                 raise StartError(str(issue)) from exc
             await self.security.warn_if_open(self.plugin_controllers())
+            try:
+                await self.hub.start()
+            except ProtocolStartError as exc:
+                raise StartError(str(exc)) from exc.__cause__
         except BaseException:
+            await self.hub.stop()
             await self.storage.close()
             self.storage = None
             raise
@@ -233,7 +252,13 @@ class Gateway:
             except Exception as exc:
                 raise PluginStartError(name, exc) from exc
 
+    async def stop_protocols(self) -> None:
+        """Protocols stop first (answering requests in flight), when the server starts
+        stopping; idempotent, so stop() calls it too."""
+        await self.hub.stop()
+
     async def stop(self) -> None:
+        await self.stop_protocols()
         if self.started:
             try:
                 await self.bus.trigger("core:shutdown", None)
@@ -273,6 +298,9 @@ class Gateway:
                       for name, spec in self.config.data["auth"]["strategies"].items()]
         strategies += [f"{name} (plugin {plugin})"
                        for plugin, name, _, _ in self.plugin_strategies]
+        protocols = ["http"] if self.config.data["server"]["protocols"]["http"]["enabled"] else []
+        protocols += [f"{name} [{p.source}]" for name, p in self.hub.protocols.items()]
+        lines.append(f"protocols ({len(protocols)}): {', '.join(protocols) or '-'}")
         lines.append(f"strategies ({len(strategies)}): {', '.join(strategies) or '-'}")
         routes = [(r, a) for a in self.api.actions() if a.plugin for r in a.http]
         lines.append(f"routes ({len(routes)}):")
@@ -291,3 +319,19 @@ class PluginStartError(StartError):
     def __init__(self, plugin: str, cause: BaseException) -> None:
         super().__init__(f"plugin {plugin!r}: init failed: {type(cause).__name__}: {cause}")
         self.plugin = plugin
+
+
+class StorageStartError(StartError):
+    """`storage:` cannot be opened (a missing folder, a database that refuses us)."""
+
+    def __init__(self, url: str, cause: BaseException) -> None:
+        reason = getattr(cause, "message", None) or f"{type(cause).__name__}: {cause}"
+        super().__init__(f"storage {_without_password(url)}: cannot open it: {reason}")
+
+
+def _without_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if at and ":" in userinfo:
+        return f"{scheme}{sep}{userinfo.partition(':')[0]}:***@{host}"
+    return url

@@ -19,15 +19,15 @@ _RESERVED = frozenset(
 _connection_ids = itertools.count(1)
 
 
-_ID_PREFIX = os.urandom(8).hex()
-_request_numbers = itertools.count(1)
+_VARIANT = dict(zip("0123456789abcdef", "89ab89ab89ab89ab", strict=True))
 
 
 def new_request_id() -> str:
-    """A request id shaped like a UUID: random per process, then a counter. Unique (not
-    secret), and four times cheaper than str(uuid.uuid4()) on the request path."""
-    p, n = _ID_PREFIX, f"8{next(_request_numbers):015x}"
-    return f"{p[:8]}-{p[8:12]}-4{p[13:16]}-{n[:4]}-{n[4:]}"
+    """A random UUID (version 4) from the OS's CSPRNG: unguessable, so nothing can be
+    inferred or forged from another request's id. Formatted by hand from `os.urandom`:
+    about half the cost of str(uuid.uuid4()), under a microsecond."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 class ClientConnection:

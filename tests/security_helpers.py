@@ -36,7 +36,8 @@ REC_PLUGIN = f"""
 
 
 def closed_yaml(*, roles: str = "", profiles: str = "", users: str = "", plugins: str = "",
-                logins_per_second: int = 100, storage: str = "", extra: str = "") -> str:
+                logins_per_second: int = 100, storage: str = "", extra: str = "",
+                limits: str = "") -> str:
     """A gateway closed to visitors (anonymous may log in and little else) with an admin
     (admin / admin-password), alice (readers: auth:*, rec/api:echo) and the rec plugin."""
     return f"""
@@ -44,6 +45,7 @@ auth:
   jwt: {{secret: {SECRET}}}
 limits:
   login_attempts_per_second: {logins_per_second}
+{limits}
 {storage}
 security:
   roles:

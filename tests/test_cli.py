@@ -84,9 +84,28 @@ def test_malformed_yaml_and_missing_variable(tmp_path):
 
 
 def test_missing_config_file(tmp_path):
-    done = cli("check", "--config", "nope.yaml", cwd=tmp_path)
+    for command in ("check", "run"):
+        done = cli(command, "--config", "nope.yaml", cwd=tmp_path)
+        assert done.returncode == 2
+        assert done.stderr == (f"nope.yaml: file not found (looked for {tmp_path / 'nope.yaml'})"
+                               "; pass --config PATH\n")
+
+
+def test_command_line_conventions(tmp_path):
+    done = cli(cwd=tmp_path)  # no arguments: the help, as a usage error
     assert done.returncode == 2
-    assert "nope.yaml" in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.startswith("usage: sanic-gateway") and "run" in done.stderr
+    assert "Exit codes:" in done.stderr
+    for flag in ("-V", "--version"):
+        done = cli(flag, cwd=tmp_path)
+        assert done.returncode == 0 and done.stdout.startswith("sanic-gateway 0."), done
+    for command in ("run", "check"):
+        done = cli(command, "--help", cwd=tmp_path)
+        assert done.returncode == 0
+        description = done.stdout.split("\n\n")[1]
+        assert description and not description.startswith("options"), done.stdout
+    done = cli("serve", cwd=tmp_path)
+    assert done.returncode == 2 and "invalid choice: 'serve'" in done.stderr
 
 
 def test_entry_point_plugins_load_only_when_named(tmp_path):

@@ -53,9 +53,13 @@ def test_an_empty_file_is_all_defaults(tmp_path: Path, text: str) -> None:
             "port": 7512,
             "workers": 1,
             "max_request_size": 1048576,
+            "request_timeout": 30.0,
+            "keep_alive_timeout": 15.0,
+            "max_connections": 1000,
             "protocols": {
                 "http": {"enabled": True},
-                "websocket": {"enabled": True, "idle_timeout": 60.0},
+                "websocket": {"enabled": True, "idle_timeout": 60.0, "send_queue": 50,
+                              "max_in_flight": 100},
                 "mqtt": {"enabled": False, "port": 1883, "allow_pubsub": False},
             },
         },
@@ -64,7 +68,12 @@ def test_an_empty_file_is_all_defaults(tmp_path: Path, text: str) -> None:
             "pipe_warn_time": 0.5,
             "max_concurrent_pipes": 50,
             "pipes_buffer_size": 50000,
+            "hooks_buffer_size": 5000,
+            "plugin_threads": 16,
             "login_attempts_per_second": 1,
+            "login_failures_per_username": 5,
+            "login_failure_delay": 1.0,
+            "login_failure_max_delay": 60.0,
             "request_timeout": 60.0,
         },
         "storage": "sqlite:///./data/gateway.db",
@@ -548,8 +557,8 @@ def test_custom_protocol_needs_one_source(tmp_path: Path) -> None:
             both: {module: a.b, path: c}
         """) == [
         "gateway.yaml:3: server.protocols.htp: unknown protocol 'htp': a custom protocol needs "
-        "'module' or 'path' (did you mean 'http'?)",
-        "gateway.yaml:4: server.protocols.both: give only one of 'module' or 'path' "
+        "'module', 'path' or 'entry_point' (did you mean 'http'?)",
+        "gateway.yaml:4: server.protocols.both: give only one of 'module', 'path' or 'entry_point' "
         "(found 'module' and 'path')",
     ]
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import signal
+import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +25,7 @@ pytestmark = pytest.mark.skipif(
 async def test_kuzzle_sdk_logs_in_and_calls_plugin_controllers(serve):
     example = (ROOT / "gateway.yaml").read_text()
     files = {f"handlers/{p.name}": p.read_text() for p in (ROOT / "handlers").glob("*.py")}
-    served = await serve(example, files=files)
+    served = await serve(example, files=files, env={"NDJSON_PORT": "0"})
     port = served.url.rsplit(":", 1)[1]
     proc = await asyncio.create_subprocess_exec(
         "node", str(SCENARIO), port, cwd=ROOT,
@@ -49,3 +53,69 @@ async def test_kuzzle_sdk_logs_in_and_calls_plugin_controllers(serve):
     assert ok["login apikey"] == "string"
     wrong = steps["wrong password"]
     assert not wrong["ok"] and wrong["error"]["status"] == 401
+
+
+WS_SCENARIO = ROOT / "tests" / "kuzzle_sdk" / "ws_scenario.js"
+
+
+async def _start_gateway(folder: Path, port: int) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sanic_gateway", "run", cwd=folder,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "GATEWAY_PORT": str(port),
+             "NDJSON_PORT": "0"},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return proc
+        except OSError:
+            await asyncio.sleep(0.05)
+    proc.kill()
+    raise AssertionError("the gateway did not start")
+
+
+async def test_kuzzle_sdk_over_websocket_and_reconnection_after_a_restart(tmp_path):
+    shutil.copy(ROOT / "gateway.yaml", tmp_path / "gateway.yaml")
+    shutil.copytree(ROOT / "handlers", tmp_path / "handlers")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    gateway = await _start_gateway(tmp_path, port)
+    node = await asyncio.create_subprocess_exec(
+        "node", str(WS_SCENARIO), str(port), cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    steps: dict[str, dict] = {}
+    try:
+        while True:
+            line = await asyncio.wait_for(node.stdout.readline(), 60)
+            if not line:
+                break
+            entry = json.loads(line)
+            steps[entry["step"]] = entry
+            if entry["step"] == "restart-me":
+                gateway.send_signal(signal.SIGTERM)
+                assert await asyncio.wait_for(gateway.wait(), 20) == 0
+                gateway = await _start_gateway(tmp_path, port)
+        await asyncio.wait_for(node.wait(), 20)
+    finally:
+        for proc in (node, gateway):
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    err = (await node.stderr.read()).decode()
+    ok = {name: entry["value"] for name, entry in steps.items() if entry["ok"]}
+    assert "connect" in ok, (steps, err)
+    assert ok["protocol"] == "WebSocketProtocol"
+    assert isinstance(ok["now"], int)
+    denied = steps["anonymous create"]
+    assert not denied["ok"] and denied["error"]["id"] == "security.rights.unauthorized"
+    assert ok["login"] == "string"
+    assert ok["getCurrentUser"] == "alice"
+    assert ok["create"] == "over websocket"
+    unknown = steps["unknown action"]["error"]
+    assert unknown["class"] == "KuzzleError" and unknown["status"] == 404
+    assert unknown["id"] == "api.process.action_not_found"
+    assert ok["restart"] is True, steps["restart"]
+    assert ok.get("create after restart") == "again", (list(steps.values())[-3:], err)
+    assert ok["getCurrentUser after restart"] == "alice"

@@ -13,6 +13,7 @@ from ..request import Request
 from ..security.store import PROFILES, RESTRICTED_ROLES, ROLES, USERS, user_from
 from ..security.strategies import Strategy
 from ..storage.base import MAX_FROM, MAX_SIZE
+from .apikeys import SecurityApiKeys
 from .auth import strategy_arg, user_response
 from .base import Controller, CoreController, controller
 
@@ -105,6 +106,7 @@ class SecurityController(CoreController):
             "getCredentials": (self.get_credentials, [("get", "/credentials/:strategy/:_id")]),
             "getCredentialsById": (self.get_credentials_by_id, [
                 ("get", "/credentials/:strategy/:_id/_byId")]),
+            **SecurityApiKeys(self).actions(),
         })]
 
     # -- users -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 from plugin_specs import hookimpl
 
 from ..request import Request
+from . import serverinfo
 from .base import Controller, CoreController, controller
 from .openapi import build_openapi
 
@@ -25,6 +26,9 @@ class ServerController(CoreController):
             "publicApi": (self.public_api, [("get", "/_publicApi")]),
             "openapi": (self.openapi, [("get", "/_openapi")]),
             "adminExists": (self.admin_exists, [("get", "/_adminExists")]),
+            "getConfig": (self.get_config, [("get", "/_getConfig")]),
+            "capabilities": (self.capabilities, [("get", "/_capabilities")]),
+            "metrics": (self.metrics, [("get", "/_metrics")]),
         })]
 
     async def admin_exists(self, request: Request) -> dict[str, bool]:
@@ -34,7 +38,40 @@ class ServerController(CoreController):
         return {"now": int(time.time() * 1000)}
 
     async def health_check(self, request: Request) -> dict[str, Any]:
-        return {"status": "green", "services": {}}
+        """Each service's status (`services`: a comma-separated subset); 503 if one is red."""
+        wanted = request.input.args.get("services")
+        if isinstance(wanted, str):
+            wanted = wanted.split(",")
+        names = ({str(n).strip() for n in wanted} if isinstance(wanted, list) else None)
+        services = {}
+        if names is None or "storageEngine" in names:
+            services["storageEngine"] = await serverinfo.storage_status(self.gateway.storage)
+        status = "red" if "red" in services.values() else "green"
+        if status == "red":
+            request.response.status = 503
+        return {"status": status, "services": services}
+
+    async def get_config(self, request: Request) -> dict[str, Any]:
+        return serverinfo.public_config(self.gateway.config.data, self.gateway.version)
+
+    async def capabilities(self, request: Request) -> dict[str, Any]:
+        gateway = self.gateway
+        return {
+            "limits": serverinfo.limits(gateway.config.data["limits"]),
+            "plugins": {name: {"version": plugin.version}
+                        for name, plugin in gateway.plugins.items()},
+            "routes": gateway.api.public_api(),
+            "services": {"storage": serverinfo.storage_info(gateway.storage)},
+            "version": gateway.version,
+        }
+
+    async def metrics(self, request: Request) -> dict[str, Any]:
+        http = getattr(self.gateway, "http", None)
+        return {
+            "api": {"concurrentRequests": http.active if http else 0, "pendingRequests": 0},
+            "network": {"connections": {"http/1.1": len(http.open_connections) if http else 0}},
+            "realtime": {"rooms": 0, "subscriptions": 0},
+        }
 
     async def public_api(self, request: Request) -> dict[str, Any]:
         return self.gateway.api.public_api()
@@ -57,11 +94,13 @@ class ServerController(CoreController):
             "kuzzle": {
                 "version": gateway.version,
                 "api": {"routes": gateway.api.public_api()},
+                "application": {},
                 "plugins": plugins,
-                "uptime": f"{time.time() - _STARTED:.0f}s",
+                "uptime": f"{time.time() - _STARTED:.3f}s",
                 "pid": os.getpid(),
+                **serverinfo.runtime(),
             },
-            "services": {},
+            "services": await serverinfo.services(gateway),
         }}
 
     async def openapi(self, request: Request) -> dict[str, Any]:

@@ -26,7 +26,7 @@ ACTION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 EVENT = re.compile(r"[\w./-]+(?::[\w./-]+)*:(?:[\w./-]+\*?|\*)")
 MODULE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*(?::[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)?")
 PLUGIN_SOURCES = ("module", "path", "entry_point")
-PROTOCOL_SOURCES = ("module", "path")
+PROTOCOL_SOURCES = ("module", "path", "entry_point")
 
 _NAME_RULE = "use letters, digits, '_' and '-'"
 
@@ -122,7 +122,8 @@ def _check_protocol(path: KeyPath, name: Any, spec: dict[str, Any],
     if not any(spec.get(key) is not None for key in PROTOCOL_SOURCES):
         # `htp: {...}` is most likely a typo of a built-in protocol, not a custom one.
         return [*found, issue(path, f"unknown protocol {name!r}: a custom protocol needs "
-                                    "'module' or 'path'", did_you_mean(name, BUILTIN_PROTOCOLS))]
+                                    "'module', 'path' or 'entry_point'",
+                                    did_you_mean(name, BUILTIN_PROTOCOLS))]
     return found + _check_sources(path, spec, PROTOCOL_SOURCES, issue)
 
 

@@ -57,7 +57,9 @@ BUILTIN_PROTOCOLS = ("http", "websocket", "mqtt")
 PROTOCOLS: dict[str, Rules] = {
     "http": _mapping({"enabled": _boolean(True)}, default={}),
     "websocket": _mapping(
-        {"enabled": _boolean(True), "idle_timeout": _duration(60.0)}, default={}),
+        {"enabled": _boolean(True), "idle_timeout": _duration(60.0),
+         "send_queue": {"type": "integer", "min": 1, "default": 50},
+         "max_in_flight": {"type": "integer", "min": 1, "default": 100}}, default={}),
     "mqtt": _mapping(
         {"enabled": _boolean(False), "port": _port(1883), "allow_pubsub": _boolean(False)},
         default={}),
@@ -65,7 +67,8 @@ PROTOCOLS: dict[str, Rules] = {
 
 # Any other name under server.protocols is a custom protocol; its other options are its own.
 CUSTOM_PROTOCOL = _mapping(
-    {"module": _string(), "path": _string(), "enabled": _boolean(True)}, allow_unknown=True)
+    {"module": _string(), "path": _string(), "entry_point": _string(), "enabled": _boolean(True)},
+    allow_unknown=True)
 
 SERVER = _mapping(
     {
@@ -73,6 +76,9 @@ SERVER = _mapping(
         "port": _port(7512),
         "workers": {"type": "integer", "min": 1, "default": 1},
         "max_request_size": _size(1048576),
+        "request_timeout": {**_duration(30.0), "min": 0.001},
+        "keep_alive_timeout": {**_duration(15.0), "min": 0.0},
+        "max_connections": {"type": "integer", "min": 0, "default": 1000},
         "protocols": _mapping(PROTOCOLS, allow_unknown=CUSTOM_PROTOCOL, default={}),
     },
     default={},
@@ -84,7 +90,12 @@ LIMITS = _mapping(
         "pipe_warn_time": _duration(0.5),
         "max_concurrent_pipes": {"type": "integer", "min": 1, "default": 50},
         "pipes_buffer_size": {"type": "integer", "min": 0, "default": 50000},
+        "hooks_buffer_size": {"type": "integer", "min": 1, "default": 5000},
+        "plugin_threads": {"type": "integer", "min": 1, "default": 16},
         "login_attempts_per_second": {"type": "integer", "min": 0, "default": 1},
+        "login_failures_per_username": {"type": "integer", "min": 0, "default": 5},
+        "login_failure_delay": _duration(1.0),
+        "login_failure_max_delay": _duration(60.0),
         "request_timeout": _duration(60.0),
     },
     default={},

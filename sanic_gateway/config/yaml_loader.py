@@ -28,6 +28,7 @@ MakeIssue = Callable[..., ConfigIssue]
 # `$${X}` is an escaped literal `${X}`; `${NAME}`, `${NAME:-default}` (default also when empty) and
 # `${NAME-default}` (default only when unset) follow the shell.
 _REFERENCE = re.compile(r"\$(\$)?\{([^}\n]*)\}")
+_UNCLOSED = re.compile(r"(?<!\$)\$\{[^}\n]*")
 _NAME_AND_DEFAULT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)(.*))?", re.DOTALL)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STR_TAG = "tag:yaml.org,2002:str"
@@ -58,7 +59,12 @@ def expand_env(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
             return ""
         return str(value)
 
-    return _REFERENCE.sub(replace, text), problems
+    expanded = _REFERENCE.sub(replace, text)
+    unclosed = _UNCLOSED.search(_REFERENCE.sub("", text))
+    if unclosed:
+        problems.append(f"unclosed variable reference {unclosed.group(0)!r}: missing '}}' "
+                        "(write ${NAME} or ${NAME:-default}; $${ for a literal ${)")
+    return expanded, problems
 
 
 class _References:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
+from ..protocols.entrypoint import Channels
 from ..request import ClientConnection, Request, RequestContext
 from ..security.strategies import strategy_from_callables
 from ..storage import Repository
@@ -34,6 +35,8 @@ class Accessors:
         self.storage = PluginStorage(gateway, plugin)
         self.strategies = PluginStrategies(gateway, plugin)
         self.subscription = None  # register/unregister: comes with realtime
+        # join_channel / leave_channel / notify / broadcast on any protocol's connections
+        self.channels = Channels(gateway.hub)
 
     async def execute(self, request: Request | Mapping[str, Any]) -> Request:
         """Run an API request through the whole funnel, events included; return the Request
@@ -82,7 +85,8 @@ class PluginStrategies:
         method set; the methods are callables (plain or async)."""
         methods = dict(strategy.get("methods") or {})
         built = strategy_from_callables(name, methods, list(strategy.get("fields") or []),
-                                        owner=self._plugin)
+                                        owner=self._plugin,
+                                        threads=self._gateway.bus.threads)
         await self._gateway.security.strategies.register(built)
 
     async def remove(self, name: str) -> None:

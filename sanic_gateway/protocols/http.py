@@ -7,11 +7,13 @@ its controller and action. The per-request work is parsing, one `funnel.execute`
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import re
 import traceback
 import types
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -22,20 +24,25 @@ from sanic.exceptions import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestCancelled,
     SanicException,
     ServiceUnavailable,
 )
 from sanic.handlers import ErrorHandler
-from sanic.response import HTTPResponse
+from sanic.helpers import has_message_body
+from sanic.response import HTTPResponse as SanicResponse
+from sanic.response.types import HEADER_TRANSLATION_TABLE
 
 from .. import errors, inputs
 from ..request import ClientConnection, Request, RequestContext, new_request_id
+from ..security.cookies import COOKIE_ARG, auth_cookie, skips_verification
 
 if TYPE_CHECKING:
     from ..gateway import Gateway
 
 log = logging.getLogger("sanic_gateway.http")
 
+_connection_numbers = itertools.count(1)
 _PARAM = re.compile(r":([A-Za-z0-9_]+)")
 _JSON = "application/json"
 
@@ -59,6 +66,30 @@ def _stack(error: BaseException) -> str:
     return "".join(traceback.format_exception(cause))
 
 
+def _clean(text: str) -> str:
+    """What Sanic's own header sanitizing gives (CR, LF and NUL removed), without its
+    per-character translation when there is nothing to remove: the common case."""
+    if "\r" in text or "\n" in text or "\x00" in text:
+        return text.translate(HEADER_TRANSLATION_TABLE)
+    return text
+
+
+class HTTPResponse(SanicResponse):
+    """Sanic's response with a cheaper header encoding: Sanic translates every header name and
+    value character by character (about 1 µs each, some 5 µs a response, the largest piece of
+    Python work in its response path); here only the values that need it are, with the same
+    result."""
+
+    __slots__ = ()
+
+    @property
+    def processed_headers(self) -> list[tuple[bytes, bytes]]:
+        if has_message_body(self.status):
+            self.headers.setdefault("content-type", self.content_type)
+        return [(_clean(name).encode("ascii"), _clean(f"{value}").encode(errors="surrogateescape"))
+                for name, value in self.headers.items()]
+
+
 class HttpAdapter:
     """Builds Requests from Sanic requests and Sanic responses from executed Requests."""
 
@@ -69,22 +100,58 @@ class HttpAdapter:
         self.dev = gateway.dev
         self.connection_events = (gateway.bus.has_listeners("connection:new")
                                   or gateway.bus.has_listeners("connection:remove"))
+        self.active = 0  # requests being executed (server:metrics)
+        self.open_connections: set[Any] = set()  # Sanic's set of live connections, once known
+        gateway.http = self  # type: ignore[attr-defined]
 
-    def install(self, app: Sanic) -> None:
+    def install(self, app: Sanic, *, enabled: bool = True,
+                upgrades: dict[str, Upgrade] | None = None) -> None:
+        """Kuzzle's routes (unless `server.protocols.http.enabled` is false), and the paths
+        where another protocol takes WebSocket upgrades (`/` for WebSocket: a plain GET there
+        still gets the HTTP route)."""
+        upgrades = dict(upgrades or {})
         names = itertools.count()
-        for action in self.gateway.api.actions():
+        for action in self.gateway.api.actions() if enabled else ():
             for route in action.http:
                 methods = {route.verb.upper()}
+                handler = self._handler(action.controller, action.name)
                 if route.verb == "get":
                     methods.add("HEAD")
+                    if route.path in upgrades:
+                        handler = _upgrading(upgrades.pop(route.path), handler)
                 app.add_route(
-                    self._handler(action.controller, action.name),
+                    handler,
                     _PARAM.sub(r"<\1>", route.path),
                     methods=methods,
                     name=f"r{next(names)}_{re.sub(r'[^A-Za-z0-9_]', '_', action.controller)}",
                     unquote=True,
                 )
-        app.add_route(self.query, "/_query", methods={"POST"}, name="query")
+        if enabled:
+            app.add_route(self.query, "/_query", methods={"POST"}, name="query")
+        for path, upgrade in upgrades.items():
+            app.add_route(_upgrading(upgrade, None), path, methods={"GET"},
+                          name=f"upgrade{next(names)}")
+        # probes for orchestrators, outside the funnel (as in Kuzzle: no events, no logs)
+        app.add_route(self.alive, "/_healthcheck", methods={"GET", "HEAD"}, name="healthcheck")
+        app.add_route(self.ready, "/_ready", methods={"GET", "HEAD"}, name="ready")
+
+    async def alive(self, request: SanicRequest) -> HTTPResponse:
+        return self.probe(request, 200)
+
+    async def ready(self, request: SanicRequest) -> HTTPResponse:
+        """503 until the gateway has started (and once it stops), 200 in between."""
+        return self.probe(request, 200 if self.gateway.started else 503)
+
+    @staticmethod
+    def probe(request: SanicRequest, status: int) -> HTTPResponse:
+        request_id = request.headers.get("x-kuzzle-request-id")
+        if not request_id or not _header_safe(request_id):
+            request_id = new_request_id()
+        envelope = {"requestId": request_id, "status": status, "error": None,
+                    "controller": None, "action": None, "index": None, "collection": None,
+                    "volatile": None, "result": None}
+        return HTTPResponse(dumps(envelope), status=status,
+                            headers={"X-Kuzzle-Request-Id": request_id}, content_type=_JSON)
 
     def _handler(self, controller: str, action: str) -> Any:
         async def handle(request: SanicRequest, **params: str) -> HTTPResponse:
@@ -105,14 +172,31 @@ class HttpAdapter:
             return self.error_response(exc, request_id)
         if request_id:
             data["requestId"] = request_id
-        connection = ClientConnection("http", [http.ip], headers,
+        connection = ClientConnection("http", [http.ip], headers, self._connection_id(http),
                                       misc={"verb": http.method, "path": http.path})
         if self.connection_events:
             self.bus.hook("connection:new", connection)
-        request = await self.funnel.execute(Request(data, RequestContext(connection)))
+        self.active += 1
+        try:
+            request = await self.funnel.execute(Request(data, RequestContext(connection)))
+        finally:
+            self.active -= 1
         if self.connection_events:
             self.bus.hook("connection:remove", connection)
         return self.response(request)
+
+    def _connection_id(self, http: SanicRequest) -> str:
+        """The id of the client's connection: the same for the requests of one keep-alive
+        connection (Kuzzle counts login attempts per connection)."""
+        ctx = http.conn_info.ctx if http.conn_info is not None else None
+        found = getattr(ctx, "gateway_id", None)
+        if found is None:
+            found = f"http-{next(_connection_numbers)}"
+            if ctx is not None:
+                ctx.gateway_id = found
+                if not self.open_connections:
+                    self.open_connections = getattr(http.protocol, "connections", set())
+        return found
 
     def _data(self, http: SanicRequest, controller: str | None, action: str | None,
               params: dict[str, str]) -> dict[str, Any]:
@@ -137,6 +221,11 @@ class HttpAdapter:
         authorization = headers.get("authorization")
         if authorization and authorization[:7].lower() == "bearer ":
             data["jwt"] = authorization[7:].strip()
+        else:
+            cookie = headers.get("cookie")
+            token = auth_cookie(cookie) if cookie else None
+            if token is not None and not data.get("jwt"):  # Kuzzle's browser mode
+                data[COOKIE_ARG if skips_verification(data) else "jwt"] = token
         volatile = headers.get("x-kuzzle-volatile")
         if volatile:
             data["volatile"] = inputs.loads(volatile, "volatile",
@@ -182,6 +271,27 @@ class HttpAdapter:
                             headers={"X-Kuzzle-Request-Id": request_id}, content_type=_JSON)
 
 
+Upgrade = Callable[[SanicRequest], Awaitable[HTTPResponse | None]]
+
+
+def _upgrading(on_upgrade: Upgrade, plain: Callable[..., Awaitable[HTTPResponse]] | None,
+               ) -> Callable[..., Awaitable[HTTPResponse | None]]:
+    """A GET handler handing WebSocket upgrades to `on_upgrade(request)` (it serves the socket
+    until it closes, then returns None; or returns a refusal) and any other request to `plain`
+    (404 without one)."""
+    async def handle(request: SanicRequest, **params: str) -> HTTPResponse | None:
+        if request.headers.get("upgrade", "").lower() != "websocket":
+            if plain is None:
+                raise NotFound(request.path)
+            return await plain(request, **params)
+        try:
+            return await on_upgrade(request)
+        except asyncio.CancelledError:  # the socket went away: nothing left to answer
+            return None
+    handle.is_websocket = True  # type: ignore[attr-defined]  # Sanic: None is a valid outcome
+    return handle
+
+
 def _header_safe(value: str) -> bool:
     """Sanic keeps undecodable header bytes as lone surrogates, which no response can carry."""
     if value.isascii():
@@ -225,6 +335,10 @@ class GatewayErrorHandler(ErrorHandler):
     def default(self, request: SanicRequest, exception: Exception) -> HTTPResponse:
         request_id = request.headers.get("x-kuzzle-request-id") if request else None
         path = request.path if request else "?"
+        if isinstance(exception, RequestCancelled):  # nobody left to answer: not our error
+            log.debug("%s %s: client disconnected before the response",
+                      request.method if request else "?", path)
+            return HTTPResponse(status=499)
         if isinstance(exception, NotFound | MethodNotAllowed):
             method = request.method if request else "?"
             error = errors.get("network.http.url_not_found", f"{method} {path}")

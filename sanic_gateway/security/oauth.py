@@ -106,10 +106,14 @@ class OAuthStrategy:
                 json.JSONDecodeError) as exc:
             # RuntimeError: Authlib found no endpoint (discovery gave an incomplete document);
             # JSONDecodeError: discovery or JWKS answered something else than JSON
+            log.warning("oauth %s: provider unavailable at %s: %s: %s", self.name,
+                        self._tried(exc), type(exc).__name__, exc)
             raise errors.get("security.oauth.provider_unavailable", self.name,
                              f"{type(exc).__name__}: {exc}") from exc
         except httpx2.HTTPStatusError as exc:
             # discovery or JWKS failed (userinfo's 4xx are the token's fault: see _userinfo)
+            log.warning("oauth %s: provider unavailable: HTTP %d from %s", self.name,
+                        exc.response.status_code, self._tried(exc))
             raise errors.get("security.oauth.provider_unavailable", self.name,
                              f"HTTP {exc.response.status_code} from "
                              f"{exc.request.url.copy_with(query=None)}") from exc
@@ -120,6 +124,13 @@ class OAuthStrategy:
                                   "_id": answer["_id"]})
             return self._redirect_response(request, f"{target}#{fragment}")
         return answer
+
+    def _tried(self, exc: BaseException) -> str:
+        """The URL a failed provider call went to (without its query), for the log."""
+        try:
+            return str(exc.request.url.copy_with(query=None))  # type: ignore[attr-defined]
+        except (AttributeError, RuntimeError):  # no request attached: discovery's URL
+            return str(self.conf.get("server_metadata_url") or self.conf.get("authorize_url"))
 
     async def _redirect(self, request: Request, ttl: float | None) -> Any:
         redirect_uri = self.redirect_uri(request)

@@ -6,6 +6,7 @@ the tokens and the strategies.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Iterable
@@ -15,7 +16,9 @@ from .. import errors
 from ..api import Action
 from ..request import Request
 from ..storage import Storage
+from .apikeys import ApiKeys
 from .declared import ungranted, user_entry
+from .logins import LoginGuard
 from .oauth import IssueToken, OAuthStrategy
 from .policy import ANONYMOUS, User
 from .rights import OPEN_ROLE, Rights, grants_everything
@@ -23,6 +26,7 @@ from .rights import where as located_at
 from .store import PROTECTED, RESTRICTED_ROLES, SecurityStore
 from .strategies import LocalStrategy, Strategies
 from .tokens import Tokens
+from .usernames import username_key
 
 log = logging.getLogger("sanic_gateway.security")
 
@@ -58,7 +62,12 @@ class Security:
         self.strategies = Strategies()
         self.declared = config.get("security") or {}
         self.enabled_local = "local" in (config["auth"].get("strategies") or {})
-        self.login_limit = config["limits"]["login_attempts_per_second"]
+        limits = config["limits"]
+        self.login_limit = limits["login_attempts_per_second"]
+        self.login_guard = LoginGuard(limits["login_failures_per_username"],
+                                      limits["login_failure_delay"],
+                                      limits["login_failure_max_delay"])
+        self.apikeys = ApiKeys(storage, self.tokens)
         self._requests = RateCounter()
         self._logins = RateCounter()
 
@@ -220,14 +229,31 @@ class Security:
             raise errors.get("api.process.too_many_requests")
 
     def check_login_rate(self, request: Request) -> None:
-        """`limits.login_attempts_per_second` per connection; over HTTP, per client address."""
+        """`limits.login_attempts_per_second` per connection, as in Kuzzle (over HTTP, a
+        keep-alive connection is one connection; the address is not the key: every user
+        behind one proxy would share it)."""
         if not self.login_limit:
             return
-        connection = request.context.connection
-        key = (f"{connection.protocol}:{connection.ips[0]}"
-               if connection.protocol == "http" and connection.ips else connection.id)
-        if self._logins.hit(key) > self.login_limit:
+        if self._logins.hit(request.context.connection.id) > self.login_limit:
+            request.response.set_header("Retry-After", "1")
             raise errors.get("api.process.too_many_logins_requests")
+
+    def login_started(self, request: Request, username: Any) -> bytes | None:
+        """Count a login attempt on `username` (the brute-force defence, `LoginGuard`); 429
+        with Retry-After while it is locked. Returns the key to pass to `login_succeeded`."""
+        if not isinstance(username, str) or not username or len(username) > 1024:
+            return None
+        # a 16-byte digest: an entry costs the same whatever the username's length
+        key = hashlib.blake2b(username_key(username).encode(), digest_size=16).digest()
+        wait = self.login_guard.attempt(key)
+        if wait > 0:
+            request.response.set_header("Retry-After", LoginGuard.retry_after(wait))
+            raise errors.get("api.process.too_many_logins_requests")
+        return key
+
+    def login_succeeded(self, key: bytes | None) -> None:
+        if key is not None:
+            self.login_guard.succeeded(key)
 
     async def rights_for(self, kuid: str) -> Rights:
         _, rights, _ = await self.store.user_rights(kuid)

@@ -19,6 +19,7 @@ from typing import Any
 
 from .. import errors
 from ..events import as_async
+from ..plugin_threads import PluginThreads
 from ..storage import Storage
 from ..storage.base import storable_text
 from .passwords import hash_password, verify_password
@@ -96,8 +97,9 @@ def check_signature(method: str, fn: Callable[..., Any]) -> str | None:
 
 def strategy_from_callables(name: str, methods: dict[str, Callable[..., Any]],
                             fields: list[str] | None = None, owner: str | None = None,
-                            ) -> Strategy:
-    """Build a Strategy from plain or async callables, checking Kuzzle's required set."""
+                            threads: PluginThreads | None = None) -> Strategy:
+    """Build a Strategy from plain or async callables, checking Kuzzle's required set. Plain
+    methods run in `threads`, the plugins' bounded pool (a login then never waits for them)."""
     for method in REQUIRED:
         if method not in methods:
             raise errors.get("plugin.strategy.missing_method", name, method)
@@ -109,8 +111,8 @@ def strategy_from_callables(name: str, methods: dict[str, Callable[..., Any]],
         problem = check_signature(method, fn)
         if problem:
             raise errors.get("plugin.runtime.unexpected_error", f"strategy {name!r}: {problem}")
-    return Strategy(name, {m: as_async(fn) for m, fn in methods.items()}, list(fields or []),
-                    owner)
+    wrapped = {m: as_async(fn, threads) for m, fn in methods.items()}
+    return Strategy(name, wrapped, list(fields or []), owner)
 
 
 def check_local_credentials(credentials: Any, is_update: bool) -> None:

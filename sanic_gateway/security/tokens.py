@@ -4,6 +4,14 @@ Signed with joserfc, Authlib's JOSE implementation (Authlib 1.7 deprecated its o
 `authlib.jose` in its favour). The algorithm is pinned: a token whose header names another
 algorithm, `none` included, is refused before its signature is even looked at. Revocations are
 stored (so every worker and node sees them) and cached here for `RECHECK` seconds.
+
+What this process caches is bounded (security/bounded.py): verified tokens and "not revoked"
+answers by time (`RECHECK`) and by number; revocations it knows of until the token would have
+expired anyway, and by number (storage keeps them all: a dropped entry costs one query).
+
+Three kinds share the format: login tokens; API keys (`kapikey-` + JWT, as in Kuzzle: valid
+while their stored fingerprint exists, see apikeys.py); single-use tokens (`auth:createToken`
+with `singleUse`: a stored entry taken, atomically, by their first verification).
 """
 
 from __future__ import annotations
@@ -22,11 +30,18 @@ from joserfc.jwk import OctKey
 
 from .. import errors
 from ..storage import Storage
+from .apikeys import APIKEY_PREFIX, APIKEYS, fingerprint
+from .bounded import ExpiringSet, RecentMap
 
 SETTINGS = "gateway.settings"
 REVOKED = "tokens.revoked"
 REVOKED_BEFORE = "tokens.revoked_before"
+SINGLE_USE = "tokens.single_use"
+AUTH_TOKEN, API_KEY = "authToken", "apiKey"  # Kuzzle's token types
 RECHECK = 1.0  # seconds a verified token is trusted before storage is asked again
+VERIFIED_MAX = 10_000  # verified tokens kept (those used in the last RECHECK seconds at most)
+CHECKED_MAX = 10_000  # "not revoked" answers kept, likewise
+REVOKED_MAX = 100_000  # revocations kept here (the soonest to expire go first beyond)
 MIN_SECRET_LENGTH = 32
 # the longest `expiresIn` a login may ask (100 years): beyond, `exp` stops being a sane number
 MAX_EXPIRES_IN = 100 * 365 * 86400.0
@@ -42,6 +57,8 @@ class Token:
     userId: str
     expiresAt: int | None
     issuedAt: int
+    type: str = AUTH_TOKEN  # or API_KEY
+    singleUse: bool = False
 
     @property
     def ttl(self) -> int:
@@ -61,9 +78,10 @@ class Tokens:
         self.max_ttl = max_ttl
         self._secret = secret
         self._key: OctKey | None = None
-        self._checked: dict[str, float] = {}  # jti -> when storage last said "not revoked"
-        self._verified: dict[str, tuple[Token, float]] = {}  # raw JWT -> (token, when)
-        self._revoked: set[str] = set()
+        # jti -> (None, when storage last said "not revoked")
+        self._checked = RecentMap(RECHECK, CHECKED_MAX)
+        self._verified = RecentMap(RECHECK, VERIFIED_MAX)  # raw JWT -> (Token, when verified)
+        self._revoked = ExpiringSet(REVOKED_MAX)  # jti -> when the token expires
 
     async def start(self) -> None:
         """Use the configured secret, or one generated once and kept in storage, so that
@@ -81,12 +99,15 @@ class Tokens:
             raise ValueError(f"auth.jwt.secret must be at least {MIN_SECRET_LENGTH} characters "
                              "(or empty: one is then generated and kept in storage)")
         self._key = OctKey.import_key(secret.encode())
+        await self.storage.ensure_unique(APIKEYS, "fingerprint")
 
-    def ttl_of(self, expires_in: Any) -> float | None:
+    def ttl_of(self, expires_in: Any, max_ttl: float | None = None) -> float | None:
         """Seconds a new token lives (None: forever), from a login's `expiresIn` argument:
-        a number of milliseconds or a duration string, as in Kuzzle."""
+        a number of milliseconds or a duration string, as in Kuzzle. `max_ttl`: the longest
+        allowed (-1: none), `auth.jwt.max_ttl` unless given."""
         from ..config import parse_duration
 
+        max_ttl = self.max_ttl if max_ttl is None else max_ttl
         if expires_in is None:
             seconds = self.expires_in
         else:
@@ -103,25 +124,43 @@ class Tokens:
             if not math.isfinite(seconds) or seconds > MAX_EXPIRES_IN:
                 raise errors.get("security.token.invalid_expiration", expires_in)
         if seconds == -1 or seconds < 0:
-            if self.max_ttl > 0:
+            if max_ttl > 0:
                 raise errors.get("security.token.ttl_exceeded")
             if seconds != -1:
                 raise errors.get("security.token.invalid_expiration", expires_in)
             return None
-        if self.max_ttl > 0 and seconds > self.max_ttl:
+        if max_ttl > 0 and seconds > max_ttl:
             raise errors.get("security.token.ttl_exceeded")
         return seconds
 
-    def issue(self, kuid: str, ttl: float | None) -> Token:
+    def issue(self, kuid: str, ttl: float | None, *, type: str = AUTH_TOKEN,
+              single_use: bool = False) -> Token:
+        """A new signed token (an API key's is prefixed, as in Kuzzle). `_id` is the same
+        claim as Kuzzle's, which its SDK reads as the token's user."""
         assert self._key is not None, "Tokens.start() was not awaited"
         now = time.time()
-        claims: dict[str, Any] = {"sub": kuid, "jti": uuid.uuid4().hex, "iat": round(now, 3)}
+        claims: dict[str, Any] = {"sub": kuid, "_id": kuid, "jti": uuid.uuid4().hex,
+                                  "iat": round(now, 3)}
         if ttl is not None:
             claims["exp"] = int(now + ttl)
+        if type == API_KEY:
+            claims["typ"] = API_KEY
+        if single_use:
+            claims["su"] = True
         encoded = jwt.encode({"alg": self.algorithm, "typ": "JWT"}, claims, self._key,
                              algorithms=[self.algorithm])
+        if type == API_KEY:
+            encoded = APIKEY_PREFIX + encoded
         return Token(claims["jti"], encoded, kuid,
-                     None if ttl is None else claims["exp"] * 1000, int(now * 1000))
+                     None if ttl is None else claims["exp"] * 1000, int(now * 1000), type,
+                     single_use)
+
+    async def issue_single_use(self, kuid: str, ttl: float) -> Token:
+        """A token refused after its first verification (stored until it expires)."""
+        token = self.issue(kuid, ttl, single_use=True)
+        await self.storage.create_or_replace(SINGLE_USE, token._id, {"userId": kuid},
+                                             ttl=max(1.0, ttl + 1))
+        return token
 
     async def verify(self, encoded: str) -> Token:
         """The token's content, or 401 `security.token.invalid` / `security.token.expired`.
@@ -133,9 +172,11 @@ class Tokens:
         if token is not None:
             return token
         token = await self._decode(encoded)
-        if len(self._verified) > 100_000:
-            self._verified.clear()
-        self._verified[encoded] = (token, time.monotonic())
+        if token.singleUse:  # never cached: its one use is taken in storage, atomically
+            if await self.storage.take(SINGLE_USE, token._id) is None:
+                raise errors.get("security.token.invalid")
+            return token
+        self._verified.put(encoded, token, time.monotonic())
         return token
 
     def cached(self, encoded: Any) -> Token | None:
@@ -156,8 +197,10 @@ class Tokens:
 
     async def _decode(self, encoded: str) -> Token:
         assert self._key is not None, "Tokens.start() was not awaited"
+        is_key = encoded.startswith(APIKEY_PREFIX)
         try:
-            decoded = jwt.decode(encoded, self._key, algorithms=[self.algorithm])
+            decoded = jwt.decode(encoded[len(APIKEY_PREFIX):] if is_key else encoded, self._key,
+                                 algorithms=[self.algorithm])
         except (JoseError, ValueError, TypeError) as exc:
             raise errors.get("security.token.invalid") from exc
         claims = decoded.claims
@@ -168,42 +211,77 @@ class Tokens:
         exp = claims.get("exp")
         if exp is not None and (not isinstance(exp, int | float) or exp <= time.time()):
             raise errors.get("security.token.expired")
-        if await self.is_revoked(jti, kuid, iat):
+        if is_key != (claims.get("typ") == API_KEY):  # a login token is no key, and back
+            raise errors.get("security.token.invalid")
+        kind = API_KEY if is_key else AUTH_TOKEN
+        if is_key and not await self._key_exists(encoded, kuid, jti):
+            raise errors.get("security.token.invalid")
+        if await self.is_revoked(jti, kuid, iat, exp, kind):
             raise errors.get("security.token.invalid")
         return Token(jti, encoded, kuid, None if exp is None else int(exp) * 1000,
-                     int(iat * 1000))
+                     int(iat * 1000), kind, claims.get("su") is True)
 
-    async def is_revoked(self, jti: str, kuid: str, iat: float) -> bool:
+    async def _key_exists(self, encoded: str, kuid: str, jti: str) -> bool:
+        """An API key is valid while its stored entry (found by fingerprint) exists."""
+        if jti in self._revoked:
+            return False
+        found = await self.storage.find_unique(APIKEYS, "fingerprint", fingerprint(encoded))
+        return found is not None and found["_source"].get("userId") == kuid
+
+    async def is_revoked(self, jti: str, kuid: str, iat: float, exp: float | None = None,
+                         kind: str = AUTH_TOKEN) -> bool:
+        """Whether token `jti` of `kuid` issued at `iat` (expiring at `exp`) is revoked."""
         if jti in self._revoked:
             return True
         now = time.monotonic()
-        if now - self._checked.get(jti, -RECHECK) < RECHECK:
+        checked = self._checked.get(jti)
+        if checked is not None and now - checked[1] < RECHECK:
             return False
         revoked = await self.storage.exists(REVOKED, jti)
         if not revoked:
             try:
-                before = (await self.storage.get(REVOKED_BEFORE, kuid))["_source"]["before"]
-                revoked = iat <= before
+                before = (await self.storage.get(REVOKED_BEFORE, kuid))["_source"]
+                # logout with `global` keeps API keys (as Kuzzle); deleting the user does not
+                limit = before.get("apikeys_before" if kind == API_KEY else "before")
+                revoked = isinstance(limit, int | float) and iat <= limit
             except errors.NotFoundError:
                 pass
         if revoked:
-            self._revoked.add(jti)
+            self._revoked.add(jti, exp, time.time())
             self._checked.pop(jti, None)
         else:
-            if len(self._checked) > 100_000:
-                self._checked.clear()
-            self._checked[jti] = now
+            self._checked.put(jti, None, now)
+            self._revoked.prune(time.time())
         return revoked
 
     async def revoke(self, token: Token) -> None:
-        self._revoked.add(token._id)
+        self._revoked.add(token._id, None if token.expiresAt is None else token.expiresAt / 1000,
+                          time.time())
         self._checked.pop(token._id, None)
+        self._verified.pop(token.jwt, None)
         ttl = None if token.expiresAt is None else max(1.0, token.ttl / 1000 + 1)
         await self.storage.create_or_replace(REVOKED, token._id, {"userId": token.userId},
                                              ttl=ttl)
 
-    async def revoke_all(self, kuid: str) -> None:
-        """Every token of `kuid` issued until now (logout with `global`, user deleted)."""
+    def forget(self, jti: str) -> None:
+        """Refuse token `jti` in this process from now on, cached verification included (a
+        deleted API key); other processes see the storage within RECHECK seconds."""
+        now = time.time()
+        self._revoked.add(jti, now + 60 * RECHECK, now)  # storage says it from then on
+        self._checked.pop(jti, None)
+
+    async def revoke_all(self, kuid: str, *, keep_api_keys: bool = False) -> None:
+        """Every token of `kuid` issued until now: logout with `global` (API keys kept, as in
+        Kuzzle), user deleted (API keys deleted too)."""
         self._checked.clear()
         self._verified.clear()
-        await self.storage.create_or_replace(REVOKED_BEFORE, kuid, {"before": time.time()})
+        now = time.time()
+        try:
+            marks = dict((await self.storage.get(REVOKED_BEFORE, kuid))["_source"])
+        except errors.NotFoundError:
+            marks = {}
+        marks["before"] = now
+        if not keep_api_keys:
+            marks["apikeys_before"] = now
+            await self.storage.delete_by_query(APIKEYS, {"equals": {"userId": kuid}})
+        await self.storage.create_or_replace(REVOKED_BEFORE, kuid, marks)
