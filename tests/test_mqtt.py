@@ -1,8 +1,5 @@
-"""MQTT: a real client (paho-mqtt) against the embedded broker, requests run by the real funnel.
-
-The protocol is driven through an entry point that does what the gateway's does: the funnel
-executes the request, the protocol gets its envelope.
-"""
+"""MQTT: a real client (paho-mqtt) against the embedded broker, through the gateway's own
+entry point and hub (funnel, input checks, envelopes, channels, connection events)."""
 
 from __future__ import annotations
 
@@ -18,10 +15,9 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 
-from sanic_gateway import errors
-from sanic_gateway.plugins.context import frozen
+from sanic_gateway.protocols.base import LoadedProtocol
+from sanic_gateway.protocols.entrypoint import ProtocolContext
 from sanic_gateway.protocols.mqtt import MqttProtocol
-from sanic_gateway.request import ClientConnection, Request, RequestContext
 from tests.security_helpers import closed_yaml
 from tests.test_events import rec_yaml
 from tests.test_http import ENVELOPE_KEYS
@@ -44,33 +40,14 @@ class Slow:
     async def get_peak(self, request):
         return {"peak": self.peak}
 """
-SLOW_YAML = rec_yaml() + """
+CONNECTION_HOOKS = """      "connection:new": hook_trace
+      "connection:remove": hook_trace"""
+SLOW_YAML = rec_yaml(hooks=CONNECTION_HOOKS) + """
   slow:
     module: slow_plugin:Slow
     controllers:
       api: {wait: wait, peak: get_peak}
 """
-
-
-class FunnelEntryPoint:
-    """The entry point a protocol gets: the real funnel, then the envelope; records calls."""
-
-    def __init__(self, gateway: Any, config: dict[str, Any]) -> None:
-        self.gateway = gateway
-        self.config = config
-        self.connections: dict[str, ClientConnection] = {}
-        self.removed: list[str] = []
-
-    def new_connection(self, connection: ClientConnection) -> None:
-        self.connections[connection.id] = connection
-
-    async def execute(self, request: Request) -> dict[str, Any]:
-        request = await self.gateway.funnel.execute(request)
-        return request.envelope()
-
-    def remove_connection(self, connection_id: str) -> None:
-        self.removed.append(connection_id)
-        self.connections.pop(connection_id, None)
 
 
 class Client:
@@ -160,9 +137,9 @@ async def over_mqtt(port: int) -> AsyncIterator[Callable[..., Awaitable[dict[str
 
 
 class Mqtt:
-    def __init__(self, served: Any, protocol: MqttProtocol, entry: FunnelEntryPoint,
-                 port: int, clients: list[Client]) -> None:
-        self.served, self.protocol, self.entry, self.port = served, protocol, entry, port
+    def __init__(self, served: Any, protocol: MqttProtocol, clients: list[Client]) -> None:
+        self.served, self.protocol, self.port = served, protocol, protocol.port
+        self.hub = served.gateway.hub
         self._clients = clients
 
     async def client(self, client_id: str = "", clean_session: bool = True) -> Client:
@@ -172,31 +149,37 @@ class Mqtt:
         assert not reason.is_failure, reason
         return client
 
+    def ids(self) -> dict[str, str]:
+        """MQTT client id -> gateway connection id, of the live MQTT connections."""
+        return {c.misc["client_id"]: cid for cid, c in self.hub.connections.items()
+                if self.hub.owners.get(cid) == "mqtt"}
+
+    def events(self, name: str) -> int:
+        """How many times `connection:new` / `connection:remove` fired (rec's hook_trace)."""
+        return self.served.plugin("rec").seen.count(f"hook {name}")
+
 
 @pytest.fixture
 async def mqtt(serve: Any) -> AsyncIterator[Callable[..., Any]]:
-    """`await mqtt(yaml, allow_pubsub=...)`: a served gateway plus the MQTT protocol on a free
-    port, driven by a FunnelEntryPoint over that gateway's funnel."""
-    started: list[MqttProtocol] = []
+    """`await mqtt(yaml, allow_pubsub=...)`: a served gateway and the MQTT protocol on a free
+    port, in that gateway's hub as if gateway.yaml enabled it with these options (some of
+    them, like send_queue, are this class's own options, not in the schema)."""
     clients: list[Client] = []
 
     async def start(yaml_text: str = "", files: dict[str, str] | None = None,
                     **config: Any) -> Mqtt:
-        served = await serve(yaml_text or rec_yaml(), files=files)
-        entry = FunnelEntryPoint(served.gateway, {"enabled": True, "port": 0, **config})
+        served = await serve(yaml_text or rec_yaml(hooks=CONNECTION_HOOKS), files=files)
+        hub = served.gateway.hub
         protocol = MqttProtocol()
-        # as the gateway's protocol context: the whole gateway.yaml, read-only
-        context = types.SimpleNamespace(config=frozen(served.gateway.config.data))
-        assert await protocol.init(entry, context) is True
-        started.append(protocol)
+        entry = hub.add(LoadedProtocol("mqtt", protocol, "tests",
+                                       {"enabled": True, "port": 0, **config}))
+        assert await protocol.init(entry, ProtocolContext(hub, "mqtt")) is True
         assert protocol.port  # port 0: the one the listener got
-        return Mqtt(served, protocol, entry, protocol.port, clients)
+        return Mqtt(served, protocol, clients)
 
     yield start
-    for client in clients:
+    for client in clients:  # the hub stops the protocol with the server
         await client.close()
-    for protocol in started:
-        await protocol.stop()
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 5) -> None:
@@ -275,43 +258,6 @@ async def test_a_request_over_max_request_size_is_refused(mqtt, where):
     assert small["status"] == 200
 
 
-class CheckingEntryPoint(FunnelEntryPoint):
-    """Like the gateway's entry point: shared input checks and its own error envelope."""
-
-    def request(self, payload: Any, connection: ClientConnection) -> Request:
-        if isinstance(payload, dict) and "forbidden" in payload:
-            raise errors.get("api.assert.forbidden_argument", "forbidden")
-        return Request(payload, RequestContext(connection))
-
-    def error_envelope(self, error: BaseException, request_id: str | None = None) -> dict:
-        request = Request({"requestId": request_id} if request_id else {})
-        request.set_error(error)
-        return {**request.envelope(), "checked": True}
-
-
-async def test_the_entry_points_own_checks_and_error_envelope_are_used(serve):
-    served = await serve(rec_yaml())
-    entry = CheckingEntryPoint(served.gateway, {"enabled": True, "port": 0})
-    protocol = MqttProtocol()
-    await protocol.init(entry, None)
-    assert protocol.port
-    client = Client(protocol.port)
-    try:
-        await client.connect()
-        refused = await client.request(controller="server", action="now", forbidden=1,
-                                       requestId="f")
-        assert refused["error"]["id"] == "api.assert.forbidden_argument"
-        assert refused["requestId"] == "f" and refused["checked"] is True
-        client.publish("Kuzzle/request", b"[]")
-        refused_early = (await client.get())[1]  # by the shared input checks, in its envelope
-        assert refused_early["error"]["id"] == "api.assert.invalid_body"
-        assert refused_early["checked"] is True
-        assert (await client.request(controller="server", action="now"))["status"] == 200
-    finally:
-        await client.close()
-        await protocol.stop()
-
-
 async def test_errors_and_rights_are_the_funnels(mqtt):
     m = await mqtt(closed_yaml())
     client = await m.client()
@@ -358,8 +304,8 @@ async def test_without_pubsub_clients_may_publish_only_requests(mqtt):
 
 async def test_with_pubsub_clients_talk_but_cannot_forge_responses_or_notifications(mqtt):
     m = await mqtt(allow_pubsub=True)
-    listener, talker = await m.client(), await m.client()
-    m.protocol.join_channel("room-1", next(iter(m.entry.connections)))
+    listener, talker = await m.client("listener"), await m.client("talker")
+    assert m.hub.join_channel("room-1", m.ids()["listener"])
     for topic in ("chat", "Kuzzle/response", "room-1"):
         assert await listener.subscribe(topic)
     talker.publish("Kuzzle/response", {"forged": True})
@@ -376,7 +322,7 @@ async def test_a_message_retained_on_a_future_channel_topic_is_dropped(mqtt):
     talker = await m.client("talker")
     talker.paho.publish("room-2", json.dumps({"forged": True}), qos=0, retain=True)
     assert (await talker.request(controller="server", action="now"))["status"] == 200
-    m.protocol.join_channel("room-2", next(iter(m.entry.connections)))
+    assert m.hub.join_channel("room-2", m.ids()["talker"])
     listener = await m.client("listener")
     assert await listener.subscribe("room-2")
     assert (await listener.request(controller="server", action="now", requestId="own"))[
@@ -387,19 +333,19 @@ async def test_a_message_retained_on_a_future_channel_topic_is_dropped(mqtt):
 async def test_channels_notify_broadcast_join_leave(mqtt):
     m = await mqtt()
     a, b, outsider = await m.client("a"), await m.client("b"), await m.client("c")
-    ids = {c.misc["client_id"]: cid for cid, c in m.entry.connections.items()}
+    ids = m.ids()
     assert await outsider.subscribe("ch-1")  # an MQTT subscription is not a channel
-    m.protocol.join_channel("ch-1", ids["a"])
-    m.protocol.join_channel("ch-1", ids["b"])
-    m.protocol.join_channel("ch-2", ids["b"])
-    m.protocol.broadcast(["ch-1"], {"n": 1})
+    assert m.hub.join_channel("ch-1", ids["a"])
+    assert m.hub.join_channel("ch-1", ids["b"])
+    assert m.hub.join_channel("ch-2", ids["b"])
+    m.hub.broadcast(["ch-1"], {"n": 1})
     assert await a.get() == ("ch-1", {"n": 1, "room": "ch-1"})
     assert await b.get() == ("ch-1", {"n": 1, "room": "ch-1"})
-    m.protocol.notify(["ch-1", "ch-2"], ids["b"], {"n": 2})
+    assert m.hub.notify(["ch-1", "ch-2"], ids["b"], {"n": 2})
     assert await b.get() == ("ch-1", {"n": 2, "room": "ch-1"})
     assert await b.get() == ("ch-2", {"n": 2, "room": "ch-2"})
-    m.protocol.leave_channel("ch-1", ids["b"])
-    m.protocol.broadcast(["ch-1"], {"n": 3})
+    m.hub.leave_channel("ch-1", ids["b"])
+    m.hub.broadcast(["ch-1"], {"n": 3})
     assert await a.get() == ("ch-1", {"n": 3, "room": "ch-1"})
     for client in (a, b, outsider):  # each one's next message is its own answer
         assert (await client.request(controller="server", action="now"))["status"] == 200
@@ -409,23 +355,26 @@ async def test_channels_notify_broadcast_join_leave(mqtt):
 async def test_a_closed_client_is_removed_and_leaves_its_channels(mqtt):
     m = await mqtt()
     a = await m.client("a")
-    (connection_id, connection), = m.entry.connections.items()
+    connection_id = m.ids()["a"]
+    connection = m.hub.connections[connection_id]
     assert connection.protocol == "mqtt" and connection.ips == ["127.0.0.1"]
-    m.protocol.join_channel("ch-1", connection_id)
+    await until(lambda: m.events("connection:new") == 1)
+    assert m.hub.join_channel("ch-1", connection_id)
     await a.close()
-    await until(lambda: connection_id in m.entry.removed)
-    assert m.entry.removed == [connection_id]
-    m.protocol.broadcast(["ch-1"], {"n": 1})  # nobody left: nothing to do, nothing fails
-    assert "ch-1" not in m.protocol._channels
+    await until(lambda: connection_id not in m.hub.connections)
+    assert "ch-1" not in m.hub.channels and "ch-1" not in m.protocol._channels
+    await until(lambda: m.events("connection:remove") == 1)
+    m.hub.broadcast(["ch-1"], {"n": 1})  # nobody left: nothing to do, nothing fails
 
 
 async def test_disconnect_closes_the_client(mqtt):
     m = await mqtt()
     a, b = await m.client("a"), await m.client("b")
-    ids = {c.misc["client_id"]: cid for cid, c in m.entry.connections.items()}
-    m.protocol.disconnect(ids["a"])
+    ids = m.ids()
+    assert m.hub.disconnect(ids["a"])
     await asyncio.wait_for(a.closed, 5)
-    await until(lambda: m.entry.removed == [ids["a"]])
+    await until(lambda: ids["a"] not in m.hub.connections)
+    assert ids["b"] in m.hub.connections
     assert (await b.request(controller="server", action="now"))["status"] == 200
 
 
@@ -436,7 +385,7 @@ async def test_a_will_on_a_forbidden_topic_is_refused(mqtt):
     reason = await client.connect()
     m._clients.append(client)
     assert reason.is_failure
-    assert m.entry.connections == {}
+    assert m.ids() == {}
 
 
 async def test_a_client_that_does_not_read_is_dropped_without_stalling_others(mqtt):
@@ -448,16 +397,16 @@ async def test_a_client_that_does_not_read_is_dropped_without_stalling_others(mq
     sock.connect(("127.0.0.1", m.port))
     sock.sendall(bytes([0x10, 17, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 0, 0, 5]) + b"stuck")
     try:
-        await until(lambda: len(m.entry.connections) == 2)
-        ids = {c.misc["client_id"]: cid for cid, c in m.entry.connections.items()}
+        await until(lambda: len(m.ids()) == 2)
+        ids = m.ids()
         for client_id in ("reader", "stuck"):
-            m.protocol.join_channel("big", ids[client_id])
+            assert m.hub.join_channel("big", ids[client_id])
         payload = {"blob": "x" * 200_000}
         for n in range(60):
-            m.protocol.broadcast(["big"], {**payload, "n": n})
+            m.hub.broadcast(["big"], {**payload, "n": n})
             assert (await reader.get())[1]["n"] == n
-        await until(lambda: ids["stuck"] in m.entry.removed)
-        assert ids["reader"] not in m.entry.removed
+        await until(lambda: ids["stuck"] not in m.hub.connections)
+        assert ids["reader"] in m.hub.connections
     finally:
         sock.close()
 
@@ -473,7 +422,8 @@ async def test_stop_answers_requests_in_flight_then_closes(mqtt):
     assert topic == "Kuzzle/response"
     assert envelope["requestId"] == "in-flight" and envelope["status"] == 200
     await asyncio.wait_for(client.closed, 5)
-    assert len(m.entry.removed) == 1
+    assert m.ids() == {}
+    await until(lambda: m.events("connection:remove") == 1)
     with socket.socket() as s:  # the port is free again
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", m.port))
@@ -503,22 +453,34 @@ async def test_a_client_runs_at_most_max_in_flight_requests_at_once(mqtt, max_in
 
 
 async def test_a_taken_port_fails_in_one_line(serve, caplog):
-    served = await serve(rec_yaml())
-    with socket.create_server(("127.0.0.1", 0)) as taken:
+    hub = (await serve(rec_yaml())).gateway.hub
+    protocol = MqttProtocol()
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # as a Mosquitto holding 1883
         port = taken.getsockname()[1]
-        protocol = MqttProtocol()
-        entry = FunnelEntryPoint(served.gateway, {"enabled": True, "port": port})
+        entry = hub.add(LoadedProtocol("mqtt", protocol, "tests", {"enabled": True, "port": port}))
         with pytest.raises(OSError, match=f"MQTT cannot listen on 127.0.0.1:{port}"):
-            await protocol.init(entry, None)
-    assert protocol.broker is None
+            await protocol.init(entry, ProtocolContext(hub, "mqtt"))
+    assert protocol.broker is None  # the broker started for it is stopped again
     assert not [r for r in caplog.records if r.exc_info]  # no traceback logged
 
 
-async def test_disabled_protocol_starts_nothing(serve):
+async def test_enabled_in_gateway_yaml_it_runs_with_the_gateway(serve, tmp_path):
+    served = await serve("server: {protocols: {mqtt: {enabled: true, port: 0}}}\n"
+                         + rec_yaml(hooks=CONNECTION_HOOKS))
+    hub = served.gateway.hub
+    protocol = hub.protocols["mqtt"].obj
+    assert isinstance(protocol, MqttProtocol) and protocol.port
+    async with over_mqtt(protocol.port) as call:
+        assert (await call(controller="server", action="now"))["status"] == 200
+        assert [c.protocol for c in hub.connections.values()] == ["mqtt"]
+    await until(lambda: not hub.connections)
+
+
+async def test_off_by_default(serve):
     served = await serve(rec_yaml())
-    protocol = MqttProtocol()
-    entry = FunnelEntryPoint(served.gateway, {"enabled": False, "port": 0})
-    assert await protocol.init(entry, None) is False
+    assert "mqtt" not in served.gateway.hub.protocols
+    protocol = MqttProtocol()  # and a disabled section starts nothing
+    assert await protocol.init(types.SimpleNamespace(config={"enabled": False}), None) is False
     assert protocol.broker is None
     await protocol.stop()
 
@@ -527,15 +489,16 @@ async def test_disabled_protocol_starts_nothing(serve):
 async def test_a_client_id_connecting_again_replaces_its_old_connection(mqtt, clean_session):
     m = await mqtt()
     first = await m.client("dup", clean_session)
-    (old_id,) = m.entry.connections
+    old_id = m.ids()["dup"]
     first.paho.reconnect_delay_set(60, 120)  # the old client must not come back by itself
     second = await m.client("dup", clean_session)
     await asyncio.wait_for(first.closed, 5)
-    await until(lambda: m.entry.removed == [old_id])
-    (new_id,) = m.entry.connections
+    await until(lambda: old_id not in m.hub.connections and "dup" in m.ids())
+    new_id = m.ids()["dup"]
     assert new_id != old_id
     await asyncio.sleep(0.1)  # the old session's late disconnect event must not remove the new
-    assert m.entry.removed == [old_id]
+    assert m.ids() == {"dup": new_id}
+    await until(lambda: m.events("connection:remove") == 1)
     assert (await second.request(controller="server", action="now"))["status"] == 200
 
 
@@ -548,7 +511,7 @@ async def test_no_password_or_token_in_any_log_even_at_debug(mqtt, caplog):
     jwt = login["result"]["jwt"]
     assert (await client.request(controller="rec/api", action="echo", jwt=jwt))["status"] == 200
     await client.close()
-    await until(lambda: m.entry.removed)
+    await until(lambda: not m.ids())
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "alice-password" not in text and jwt not in text
     assert not [r for r in caplog.records

@@ -18,17 +18,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import socket
 from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker
 from amqtt.mqtt.publish import PublishPacket
 
-from .. import errors, inputs
-from ..request import ClientConnection, Request, RequestContext
+from .. import errors
+from ..request import ClientConnection
 from .http import dumps
 from .mqtt_broker import PLUGIN_PATH, GatewayBridge
 
@@ -72,15 +72,15 @@ class _Client:
 class MqttProtocol:
     """The built-in MQTT protocol, written against the protocol interface like any other.
 
-    Reads from `entry_point.config`: `enabled`, `port` (1883), `allow_pubsub` (false), and
-    optionally `host` and `max_request_size` (default: `server.host` and
-    `server.max_request_size` from `context.config`, else 127.0.0.1 and 1 MB), `send_queue`
-    (1000 messages), `max_in_flight` (100 requests per client) and `max_connections` (0: no
-    limit).
+    Reads from `entry_point.config`: `enabled`, `port` (1883; 0 picks a free one, then read
+    `.port`), `allow_pubsub` (false), and optionally `host` and `max_request_size` (default:
+    `server.host` and `server.max_request_size` from `context.config`, else 127.0.0.1 and
+    1 MB), `send_queue` (1000 messages) and `max_in_flight` (100 requests per client).
 
-    Where the entry point offers them, its `request(payload, connection)` (shared input
-    checks), `error_envelope(error)` and `dumps(envelope)` are used, so that MQTT answers
-    exactly as the other protocols do.
+    The listening socket is the protocol's own (amqtt's `external` listener): it is opened with
+    SO_REUSEPORT, so that each worker process serves MQTT on the same port, as the example
+    ndjson protocol does. Requests go through the entry point's `request` (the input checks
+    of every protocol), `execute`, `error_envelope` and `dumps`, as on the other protocols.
     """
 
     name = "mqtt"
@@ -96,6 +96,7 @@ class MqttProtocol:
         self.max_in_flight = MAX_IN_FLIGHT
         self.max_request_size = MAX_REQUEST_SIZE
         self.broker: Broker | None = None
+        self.server: asyncio.Server | None = None
         self.port: int | None = None  # the bound port, once started (`port: 0` picks a free one)
         self._clients: dict[str, _Client] = {}  # by MQTT client id
         self._connections: dict[str, _Client] = {}  # by gateway connection id
@@ -122,12 +123,10 @@ class MqttProtocol:
                                     or server.get("max_request_size") or MAX_REQUEST_SIZE)
         host = str(config.get("host") or server.get("host") or "127.0.0.1")
         port = int(config.get("port", 1883))
-        if port:
-            _check_free(host, port)
         _quiet_amqtt()
         broker = Broker({
-            "listeners": {"default": {"type": "tcp", "bind": _bind(host, port),
-                                      "max_connections": int(config.get("max_connections", 0))}},
+            # connections come from our own socket (below), handed over by `_connected`
+            "listeners": {"default": {"type": "external"}},
             "plugins": {PLUGIN_PATH: {}},
         })
         for plugin in broker.plugins_manager.plugins:
@@ -135,10 +134,31 @@ class MqttProtocol:
                 plugin.protocol = self
         await broker.start()
         self.broker = broker
-        self.port = _bound_port(broker) or port
+        try:
+            self.server = await asyncio.start_server(self._connected, host, port,
+                                                     reuse_port=True)
+        except OSError as exc:
+            await self._stop_broker()
+            raise OSError(exc.errno, f"MQTT cannot listen on {host}:{port}: {exc.strerror} "
+                                     "(server.protocols.mqtt.port)") from None
+        self.port = self.server.sockets[0].getsockname()[1]
         log.info("MQTT on %s:%d (allow_pubsub: %s)", host, self.port,
                  "true" if self.allow_pubsub else "false")
         return True
+
+    async def _connected(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+        """A TCP client: amqtt runs its MQTT session (our plugin sees it connect, publish...)."""
+        broker = self.broker
+        if broker is None or self._stopping:
+            writer.close()
+            return
+        try:
+            await broker.external_connected(StreamReaderAdapter(reader),
+                                            StreamWriterAdapter(writer), "default")
+        except Exception:
+            log.exception("MQTT: a client session failed")
+            writer.close()
 
     def broadcast(self, channels: list[str], payload: Any) -> None:
         """Send `payload` on each channel's topic to every client that joined it."""
@@ -189,11 +209,12 @@ class MqttProtocol:
             self._spawn(client.handler.handle_connection_closed())
 
     async def stop(self) -> None:
-        """Answer requests in flight, then close every client and the listener."""
-        broker, self.broker = self.broker, None
-        if broker is None:
+        """Stop listening, answer requests in flight, then close every client."""
+        if self.broker is None:
             return
         self._stopping = True
+        if self.server is not None:
+            self.server.close()
         try:
             await asyncio.wait_for(self._idle.wait(), STOP_TIMEOUT)
         except TimeoutError:
@@ -202,13 +223,21 @@ class MqttProtocol:
         senders = [c.sender for c in self._clients.values() if c.sender is not None]
         if senders:
             await asyncio.wait(senders, timeout=STOP_TIMEOUT)
-        await broker.shutdown()
+        await self._stop_broker()
+        if self.server is not None:
+            await self.server.wait_closed()
+            self.server = None
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         for client in list(self._clients.values()):
             await self._remove(client)
 
     shutdown = stop
+
+    async def _stop_broker(self) -> None:
+        broker, self.broker = self.broker, None
+        if broker is not None:
+            await broker.shutdown()
 
     # -- rules, used by the broker plugin -------------------------------------------------------
 
@@ -261,7 +290,7 @@ class MqttProtocol:
         self._idle.clear()
         try:
             async with client.slots:
-                body = self._dumps(await self._execute(client, data))
+                body = self.entry_point.dumps(await self._execute(client, data))
             if client.connection.id in self._connections:
                 self._send(client, _publish_packet(self.response_topic, body))
         finally:
@@ -279,47 +308,20 @@ class MqttProtocol:
             if len(data) > self.max_request_size:
                 raise errors.get("api.assert.size_limit",
                                  f"request over {self.max_request_size} bytes")
-            try:
-                payload = inputs.parse_request(data)  # the checks every protocol applies
+            try:  # the input checks of every protocol
+                request = self.entry_point.request(bytes(data), client.connection)
             except errors.GatewayError:
                 request_id = _request_id_of(data)  # so that the client can match the error
                 raise
-            request_id = payload.get("requestId")
-            request = self._request(payload, client.connection)
+            request_id = request.id
             if self._stopping:
                 raise errors.get("core.fatal.service_unavailable", "the gateway is shutting down")
             return await _settle(self.entry_point.execute(request))
         except errors.GatewayError as exc:
-            return self._error_envelope(exc, request_id)
+            return self.entry_point.error_envelope(exc, request_id)
         except Exception as exc:
             log.exception("MQTT: execute failed for request %s", request_id)
-            return self._error_envelope(exc, request_id)
-
-    def _request(self, payload: dict[str, Any], connection: ClientConnection) -> Request:
-        build = getattr(self.entry_point, "request", None)
-        if callable(build):
-            return build(payload, connection)
-        return Request(payload, RequestContext(connection))
-
-    def _error_envelope(self, error: BaseException, request_id: Any) -> dict[str, Any]:
-        build = getattr(self.entry_point, "error_envelope", None)
-        if callable(build):
-            return build(error, request_id if isinstance(request_id, str) else None)
-        request = Request({"requestId": request_id} if isinstance(request_id, str) else {})
-        request.set_error(error)
-        return request.envelope()
-
-    def _dumps(self, envelope: dict[str, Any]) -> bytes:
-        encode = getattr(self.entry_point, "dumps", None)
-        if callable(encode):
-            return encode(envelope)
-        try:
-            return dumps(envelope)
-        except TypeError as exc:
-            log.error("MQTT: unserializable response to %s: %s", envelope.get("requestId"), exc)
-            error = errors.get("plugin.controller.unserializable_response")
-            return dumps({**envelope, "status": error.status, "error": error.to_dict(),
-                          "result": None})
+            return self.entry_point.error_envelope(exc, request_id)
 
     def _send(self, client: _Client, packet: bytes) -> None:
         if len(client.queue) >= self.send_queue:
@@ -385,23 +387,6 @@ def _request_id_of(data: bytes | bytearray) -> str | None:
     return request_id if isinstance(request_id, str) else None
 
 
-def _check_free(host: str, port: int) -> None:
-    """Fail in one line when the port is taken (a Mosquitto on 1883, typically), before amqtt
-    would log a traceback for it."""
-    try:
-        socket.create_server((host, port)).close()
-    except OSError as exc:
-        raise OSError(exc.errno, f"MQTT cannot listen on {host}:{port}: {exc.strerror} "
-                                 "(server.protocols.mqtt.port)") from None
-
-
-def _bound_port(broker: Broker) -> int | None:
-    """The port amqtt's listener got (amqtt keeps its servers in `_servers`; None if not)."""
-    server = getattr(broker, "_servers", {}).get("default")
-    sockets = getattr(getattr(server, "instance", None), "sockets", None) or ()
-    return sockets[0].getsockname()[1] if sockets else None
-
-
 def _server_section(context: Any) -> Mapping[str, Any]:
     """`server` of the whole gateway.yaml, when the context carries it (`context.config`)."""
     config = getattr(context, "config", None)
@@ -412,10 +397,6 @@ def _server_section(context: Any) -> Mapping[str, Any]:
 def _closed(handler: BrokerProtocolHandler) -> bool:
     writer = handler.writer
     return writer is None or bool(getattr(writer, "is_closed", False))
-
-
-def _bind(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _quiet_amqtt() -> None:
