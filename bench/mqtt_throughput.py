@@ -1,8 +1,9 @@
 """Round trips per second over MQTT against HTTP keep-alive, through the same funnel.
 
-One gateway process serves both: HTTP (Sanic) and the MQTT protocol (embedded amqtt broker)
-driven by an entry point over the same funnel. The action is a plugin action returning a small
-dict. Loads, in turn on the same server (alternating, so drift hits both):
+One gateway process (`sanic-gateway run`, one worker) serves both: HTTP and the MQTT protocol
+(embedded amqtt broker) enabled in its gateway.yaml, through the same funnel. The action is a
+plugin action returning a small dict. Loads, in turn on the same server (alternating, so drift
+hits both):
 
 (a) HTTP: `wrk -t1 -c<inflight>` on the action's route (keep-alive, one request in flight per
     connection);
@@ -44,6 +45,9 @@ PLUGIN = textwrap.dedent('''
 ''')
 
 GATEWAY_YAML = textwrap.dedent('''
+    server:
+      protocols:
+        mqtt: {enabled: true, port: MQTT_PORT}
     plugins:
       bench:
         module: bench_plugin:Bench
@@ -51,44 +55,6 @@ GATEWAY_YAML = textwrap.dedent('''
           api: {hello: hello}
         routes:
           - {verb: get, url: /hello, controller: api, action: hello}
-''')
-
-# The gateway with the MQTT protocol started beside HTTP, as the entry point will start it.
-SERVER = textwrap.dedent('''
-    import sys
-    from sanic_gateway.app import create_app
-    from sanic_gateway.config import load_config
-    from sanic_gateway.gateway import Gateway
-    from sanic_gateway.protocols.mqtt import MqttProtocol
-
-    class EntryPoint:
-        def __init__(self, gateway, config):
-            self.funnel, self.config = gateway.funnel, config
-
-        def new_connection(self, connection):
-            pass
-
-        async def execute(self, request):
-            return (await self.funnel.execute(request)).envelope()
-
-        def remove_connection(self, connection_id):
-            pass
-
-    http_port, mqtt_port = int(sys.argv[1]), int(sys.argv[2])
-    gateway = Gateway.build(load_config("gateway.yaml"))
-    app = create_app(gateway)
-    mqtt = MqttProtocol()
-
-    @app.after_server_start
-    async def start_mqtt(app):
-        await mqtt.init(EntryPoint(gateway, {"enabled": True, "port": mqtt_port}), None)
-
-    @app.before_server_stop
-    async def stop_mqtt(app):
-        await mqtt.stop()
-
-    app.run(host="127.0.0.1", port=http_port, single_process=True, access_log=False,
-            motd=False)
 ''')
 
 REQUEST = b'{"controller": "bench/api", "action": "hello"}'
@@ -178,10 +144,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "bench_plugin.py").write_text(PLUGIN)
-        (work / "gateway.yaml").write_text(GATEWAY_YAML)
-        (work / "server.py").write_text(SERVER)
         http_port, mqtt_port = common.free_port(), common.free_port()
-        cmd = ["taskset", "-c", "0", sys.executable, "server.py", str(http_port), str(mqtt_port)]
+        (work / "gateway.yaml").write_text(GATEWAY_YAML.replace("MQTT_PORT", str(mqtt_port)))
+        cmd = ["taskset", "-c", "0", *common.gateway_cmd(http_port)]
         proc = common.serve(cmd, work, http_port, work / "server.log")
         try:
             common.wait_ready(proc, mqtt_port, work / "server.log")
