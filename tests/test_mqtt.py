@@ -53,7 +53,8 @@ SLOW_YAML = rec_yaml(hooks=CONNECTION_HOOKS) + """
 class Client:
     """A paho-mqtt client (its network loop in a thread) with asyncio-side waits."""
 
-    def __init__(self, port: int, client_id: str = "", clean_session: bool = True) -> None:
+    def __init__(self, port: int, client_id: str = "", clean_session: bool | None = True,
+                 version: int = paho.MQTTv311) -> None:
         self.port = port
         self.loop = asyncio.get_running_loop()
         self.messages: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -61,7 +62,7 @@ class Client:
         self.closed: asyncio.Future[Any] = self.loop.create_future()
         self._subacks: dict[int, asyncio.Future[list[Any]]] = {}
         self.paho = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                protocol=paho.MQTTv311, clean_session=clean_session)
+                                protocol=version, clean_session=clean_session)
         self.paho.on_connect = self._on_connect
         self.paho.on_disconnect = self._on_disconnect
         self.paho.on_message = self._on_message
@@ -376,6 +377,14 @@ async def test_disconnect_closes_the_client(mqtt):
     await until(lambda: ids["a"] not in m.hub.connections)
     assert ids["b"] in m.hub.connections
     assert (await b.request(controller="server", action="now"))["status"] == 200
+
+
+async def test_an_mqtt5_client_is_refused(mqtt):
+    m = await mqtt()
+    client = Client(m.port, clean_session=None, version=paho.MQTTv5)
+    m._clients.append(client)
+    assert (await client.connect()).is_failure
+    assert m.ids() == {}
 
 
 async def test_a_will_on_a_forbidden_topic_is_refused(mqtt):
