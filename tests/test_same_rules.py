@@ -1,5 +1,5 @@
 """Same rules whichever protocol a request comes by: one table of scenarios, run over HTTP,
-WebSocket and the example ndjson protocol (add a transport to TRANSPORTS for another one)."""
+WebSocket, MQTT and the example ndjson protocol (add a transport to TRANSPORTS for another one)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.security_helpers import closed_yaml
+from tests.test_mqtt import over_mqtt
 from tests.test_protocols import LineClient, example_files
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,7 @@ GATEWAY = closed_yaml(
     extra="""server:
   protocols:
     ndjson: {module: handlers.ndjson:NdjsonProtocol, port: 0}
+    mqtt: {enabled: true, port: 0}
 """,
 ).replace("limits:\n", "limits:\n  pipe_timeout: 300ms\n", 1)
 
@@ -75,7 +77,12 @@ async def over_ndjson(served: Any) -> AsyncIterator[Call]:
         await client.close()
 
 
-TRANSPORTS = {"http": over_http, "websocket": over_websocket, "ndjson": over_ndjson}
+def over_mqtt_of(served: Any) -> Any:
+    return over_mqtt(served.gateway.hub.protocols["mqtt"].obj.port)
+
+
+TRANSPORTS = {"http": over_http, "websocket": over_websocket, "ndjson": over_ndjson,
+              "mqtt": over_mqtt_of}
 
 
 # -- the scenarios ---------------------------------------------------------------------------------
