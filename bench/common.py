@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,13 +122,36 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+SERVER_CORE, CLIENT_CORE = 0, 1  # the server alone on one core, the load client on the other
+
+
+def pinned(cmd: list[str], core: int) -> list[str]:
+    """`cmd` run on `core` only (taskset execs it: same pid). Unpinned, the load client steals
+    the server's core and flatters the slower server."""
+    return ["taskset", "-c", str(core), *cmd] if shutil.which("taskset") else cmd
+
+
+def process_cpu(pid: int) -> Callable[[], float]:
+    """A function answering the CPU seconds (user + system) process `pid` has used so far:
+    CPU time per request stays meaningful on a machine other work shares, rates do not."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def read() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+    return read
+
+
 def wrk(url: str, duration: int, connections: int, *options: str,
-        headers: dict[str, str] | None = None) -> str:
-    """Run `wrk -t1` (same command for every server compared) and return its report.
+        headers: dict[str, str] | None = None, core: int | None = CLIENT_CORE) -> str:
+    """Run `wrk -t1` (same command for every server compared), pinned to `core`, and return its
+    report.
 
     Raises if wrk failed or saw non-2xx answers or socket errors: a rate of errors means nothing.
     """
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", *options]
+    if core is not None:
+        cmd = pinned(cmd, core)
     for name, value in (headers or {}).items():
         cmd += ["-H", f"{name}: {value}"]
     out = subprocess.run([*cmd, url], check=True, capture_output=True, text=True).stdout

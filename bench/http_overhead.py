@@ -3,15 +3,19 @@
 (a) a bare Sanic route answering a JSON envelope of the same shape and size;
 (b) a plugin route through the whole funnel (all request events), 3 pipes and 1 hook.
 
-Each server runs alone in its own process (one worker, uvloop, access log off), loaded in turn by
-the same `wrk` command; the runs alternate a→b→a→b so drift hits both. Prints both rates and b/a.
+Each server runs alone in its own process (one worker, uvloop, access log off), pinned to core 0,
+and is loaded in turn by the same `wrk` command pinned to core 1 (`taskset`); the rounds
+alternate a→b→a→b… so drift hits both. Prints the median rate of each, the median of the
+per-round ratios b/a, and the server's CPU time per request (steadier than rates when other work
+shares the machine).
 
-    python bench/http_overhead.py [--duration 10] [--connections 50] [--rounds 2]
+    python bench/http_overhead.py [--duration 10] [--connections 50] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import textwrap
@@ -54,40 +58,48 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     if not common.require_wrk():
         return 2
+    servers = {
+        "a": ("bare Sanic route", lambda p: [sys.executable, "bare_app.py", str(p)], "/hello"),
+        "b": ("plugin route, full funnel, 3 pipes + 1 hook", common.gateway_cmd,
+              "/_/bench/hello"),
+    }
+    rates: dict[str, list[float]] = {"a": [], "b": []}
+    cpus: dict[str, list[float]] = {"a": [], "b": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "bare_app.py").write_text(common.BARE_APP)
         (work / "bench_plugin.py").write_text(PLUGIN)
         (work / "gateway.yaml").write_text(GATEWAY_YAML)
-        servers = {
-            "a": ("bare Sanic route",
-                  lambda p: [sys.executable, "bare_app.py", str(p)]),
-            "b": ("plugin route, full funnel, 3 pipes + 1 hook",
-                  common.gateway_cmd),
-        }
-        rates: dict[str, list[float]] = {"a": [], "b": []}
         for _ in range(args.rounds):
-            for key, (_label, cmd) in servers.items():
+            for key, (_label, cmd, path) in servers.items():
                 port = common.free_port()
-                proc = common.serve(cmd(port), work, port, work / f"{key}.log")
+                proc = common.serve(common.pinned(cmd(port), common.SERVER_CORE), work, port,
+                                    work / f"{key}.log")
                 try:
-                    url = f"http://127.0.0.1:{port}/hello"
-                    if key == "b":
-                        url = f"http://127.0.0.1:{port}/_/bench/hello"
+                    url = f"http://127.0.0.1:{port}{path}"
                     common.wrk(url, 2, args.connections)  # warm-up
+                    cpu = common.process_cpu(proc.pid)
+                    before = cpu()
                     out = common.wrk(url, args.duration, args.connections)
-                    rates[key].append(common.wrk_rate(out))
+                    rate = common.wrk_rate(out)
+                    rates[key].append(rate)
+                    cpus[key].append((cpu() - before) / (rate * args.duration))
                 finally:
                     common.stop(proc)
-    a = sum(rates["a"]) / len(rates["a"])
-    b = sum(rates["b"]) / len(rates["b"])
-    print(f"(a) {servers['a'][0]:45s} {a:10.0f} req/s  runs: {rates['a']}")
-    print(f"(b) {servers['b'][0]:45s} {b:10.0f} req/s  runs: {rates['b']}")
-    print(f"ratio b/a = {b / a:.3f}   (target >= 0.8)")
+    ratios = [b / a for a, b in zip(rates["a"], rates["b"], strict=True)]
+    for key, (label, _, _) in servers.items():
+        print(f"({key}) {label:45s} {statistics.median(rates[key]):8.0f} req/s (median)  "
+              f"{statistics.median(cpus[key]) * 1e6:5.1f} us server CPU/request  "
+              f"runs: {[round(r) for r in rates[key]]}")
+    print(f"ratio b/a = {statistics.median(ratios):.3f} (median of {len(ratios)} rounds: "
+          f"{[round(r, 3) for r in ratios]})   target >= 0.8")
+    print(f"CPU per request a/b = {statistics.median(cpus['a']) / statistics.median(cpus['b']):.3f}"
+          "   (the same ratio, from the server's CPU time)")
+    print(f"server pinned to core {common.SERVER_CORE}, wrk to core {common.CLIENT_CORE}")
     return 0
 
 

@@ -22,12 +22,30 @@ _connection_ids = itertools.count(1)
 _VARIANT = dict(zip("0123456789abcdef", "89ab89ab89ab89ab", strict=True))
 
 
+_random_hex = ""  # CSPRNG output not used yet, in hex: one system call per 128 ids
+_random_pos = 0
+
+
 def new_request_id() -> str:
     """A random UUID (version 4) from the OS's CSPRNG: unguessable, so nothing can be
-    inferred or forged from another request's id. Formatted by hand from `os.urandom`:
-    about half the cost of str(uuid.uuid4()), under a microsecond."""
-    h = os.urandom(16).hex()
+    inferred or forged from another request's id. Formatted by hand from `os.urandom`, read
+    4 KiB at a time: about a third of the cost of str(uuid.uuid4())."""
+    global _random_hex, _random_pos
+    h = _random_hex[_random_pos:_random_pos + 32]
+    if len(h) < 32:
+        _random_hex, _random_pos = os.urandom(2048).hex(), 0
+        h = _random_hex[:32]
+    _random_pos += 32
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+def _forget_random() -> None:
+    """A forked worker must not hand out the ids its parent had drawn but not used."""
+    global _random_hex, _random_pos
+    _random_hex, _random_pos = "", 0
+
+
+os.register_at_fork(after_in_child=_forget_random)
 
 
 class ClientConnection:
