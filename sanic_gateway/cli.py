@@ -98,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(exc.issues)} error(s) in {args.config}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "check":
-        print(gateway.summary())
+        try:
+            print(gateway.summary(), flush=True)
+        except BrokenPipeError:  # `check | head`: the reader has seen enough
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     return _run(args, gateway)
 

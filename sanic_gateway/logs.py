@@ -28,9 +28,10 @@ _SHAPES = (
     # PHC strings: $argon2id$v=19$m=...,t=...,p=...$salt$hash (bcrypt/scrypt alike)
     (re.compile(r"\$(?:argon2(?:id|i|d)|2[abxy]?|scrypt|pbkdf2[-\w]*)\$[^\s'\"}\]]+"),
      "$" + MASK),
-    # "password": "...", secret=..., client_secret: '...', access_token ... as key and value
+    # "password": "...", secret=..., client_secret: '...', access_token ... as key and value;
+    # not a dotted config path (`users.bob.credentials.apikey: <message>` is no secret)
     (re.compile(r"""(?ix)
-        (["']?\b(?:[a-z_]*password|[a-z_]*secret|[a-z_]*token|jwt|authorization|api[_-]?key)
+        (["']?(?<!\.)\b(?:[a-z_]*password|[a-z_]*secret|[a-z_]*token|jwt|authorization|api[_-]?key)
         ["']?\s*[:=]\s*)
         (?:bearer\s+)?
         (?:"[^"]*"|'[^']*'|[^\s,;}\])]+)"""), r"\1" + MASK),

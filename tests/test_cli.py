@@ -212,3 +212,30 @@ def test_run_refuses_to_start_when_init_fails(tmp_path):
     output = proc.stdout + proc.stderr
     assert "plugin 'bad': init failed: RuntimeError: cannot reach the database" in output
     assert "Traceback" not in output
+
+
+def test_a_short_jwt_secret_is_refused_by_check_and_run_alike(tmp_path):
+    (tmp_path / "gateway.yaml").write_text(
+        'auth: {jwt: {secret: short}}\nstorage: "sqlite:///:memory:"\n')
+    line = ("gateway.yaml:1: auth.jwt.secret: too short: at least 32 characters (or empty: "
+            "one is then generated and kept in storage)")
+    for command in (["check"], ["run", "--port", str(free_port())]):
+        done = cli(*command, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert line in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_secret_of_the_wrong_type_is_not_echoed(tmp_path):
+    (tmp_path / "gateway.yaml").write_text(
+        "auth: {jwt: {secret: 12345678901234567890123456789012345}}\n")
+    done = cli("check", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "auth.jwt.secret: expected a string, got a value not shown" in done.stderr
+    assert "1234567890" not in done.stderr
+
+
+def test_check_piped_into_head_ends_quietly():
+    done = subprocess.run(f"{sys.executable} -m sanic_gateway check | head -1", shell=True,
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout == "gateway.yaml: OK\n"
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr

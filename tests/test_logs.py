@@ -64,3 +64,9 @@ async def test_the_stored_jwt_key_is_redacted_once_started(serve):
     served = await serve('storage: "sqlite:///:memory:"\n')
     key = served.gateway.security.tokens._key.raw_value.decode()
     assert logs.redact(f"the key: {key}!") == "the key: [redacted]!"
+
+
+def test_a_config_path_naming_a_secret_kind_is_not_taken_for_a_secret():
+    line = "gateway.yaml:41: security.users.alice.credentials.apikey: an API key is a string"
+    assert logs.redact(line) == line
+    assert logs.redact("apikey: abc") == "apikey: [redacted]"

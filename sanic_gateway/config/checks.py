@@ -17,6 +17,8 @@ from typing import Any
 from .issues import ConfigIssue, KeyPath, did_you_mean
 from .schema import BUILTIN_PROTOCOLS
 
+MIN_SECRET_LENGTH = 32  # auth.jwt.secret: shorter keys are guessable offline
+
 MakeIssue = Callable[..., ConfigIssue]
 
 NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -40,6 +42,12 @@ def check(document: dict[str, Any], issue: MakeIssue) -> list[ConfigIssue]:
             if name not in BUILTIN_PROTOCOLS and isinstance(spec, dict):
                 found += _check_protocol(("server", "protocols", name), name, spec, issue)
     auth = document.get("auth")
+    jwt = auth.get("jwt") if isinstance(auth, dict) else None
+    secret = jwt.get("secret") if isinstance(jwt, dict) else None
+    if isinstance(secret, str) and secret and len(secret) < MIN_SECRET_LENGTH:
+        found.append(issue(("auth", "jwt", "secret"),
+                           f"too short: at least {MIN_SECRET_LENGTH} characters (or empty: "
+                           "one is then generated and kept in storage)"))
     if isinstance(auth, dict) and isinstance(auth.get("strategies"), dict):
         for name, spec in auth["strategies"].items():
             found += _check_name(("auth", "strategies", name), "strategy", name, issue)

@@ -9,6 +9,7 @@ close name exists.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -111,6 +112,8 @@ def _leaves(errors: list[cerberus_errors.ValidationError]) -> Iterator[Any]:
 def _translate(error: Any, issue: MakeIssue) -> ConfigIssue:
     path: KeyPath = tuple(error.document_path)
     code = error.code
+    if path and _SECRET_KEY.search(str(path[-1])):  # never echo what may be a secret
+        error.value = _Hidden()
     if code == cerberus_errors.UNKNOWN_FIELD.code:
         key, allowed = path[-1], _allowed_keys(path[:-1])
         suggestion = did_you_mean(key, allowed)
@@ -197,6 +200,16 @@ def _expects(path: KeyPath, error: Any) -> str:
     if isinstance(kind, list | tuple):
         return " or ".join(_TYPE_WORDS.get(k, k) for k in kind)
     return _TYPE_WORDS.get(kind, str(kind))
+
+
+_SECRET_KEY = re.compile(r"secret|password|token|key$", re.IGNORECASE)
+
+
+class _Hidden:
+    """Stands for a value a message must not repeat."""
+
+    def __str__(self) -> str:
+        return "a value not shown (it may be a secret)"
 
 
 def show(value: Any) -> str:

@@ -29,6 +29,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 
 from .. import errors
+from ..config.checks import MIN_SECRET_LENGTH
 from ..storage import Storage
 from .apikeys import APIKEY_PREFIX, APIKEYS, fingerprint
 from .bounded import ExpiringSet, RecentMap
@@ -42,7 +43,6 @@ RECHECK = 1.0  # seconds a verified token is trusted before storage is asked aga
 VERIFIED_MAX = 10_000  # verified tokens kept (those used in the last RECHECK seconds at most)
 CHECKED_MAX = 10_000  # "not revoked" answers kept, likewise
 REVOKED_MAX = 100_000  # revocations kept here (the soonest to expire go first beyond)
-MIN_SECRET_LENGTH = 32
 # the longest `expiresIn` a login may ask (100 years): beyond, `exp` stops being a sane number
 MAX_EXPIRES_IN = 100 * 365 * 86400.0
 _MILLISECONDS = re.compile(r"-?\d+(\.\d+)?")
