@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import __version__, logs
 from .app import EXIT_CONFIG, serve, sighup
@@ -115,6 +116,7 @@ def _run(args: argparse.Namespace, gateway: Gateway) -> int:
     workers = args.workers or server["workers"]
     raise_open_files_limit(server["max_connections"])
     try:
+        check_protocol_ports(server, host)
         sock = bind(host, port)
     except StartupError as exc:
         print(f"sanic-gateway: {exc}", file=sys.stderr)
@@ -151,6 +153,24 @@ def raise_open_files_limit(connections: int) -> None:
               f"open files limit is {soft}: fewer than server.max_connections ({connections}) "
               "connections can be served; raise it (ulimit -n) or lower server.max_connections",
               file=sys.stderr)
+
+
+def check_protocol_ports(server: dict[str, Any], host: str) -> None:
+    """Protocols with a port of their own (MQTT, custom ones with a `port:` option) listen with
+    SO_REUSEPORT so that every worker serves it; that would also let a second gateway share
+    the port silently. So each is first bound here alone, once: taken means StartupError."""
+    for name, spec in (server.get("protocols") or {}).items():
+        if not isinstance(spec, dict) or not spec.get("enabled", True):
+            continue
+        port = spec.get("port")
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            continue
+        where = f"server.protocols.{name}.port"
+        try:
+            bind(str(spec.get("host") or host), port).close()
+        except StartupError as exc:
+            raise StartupError(str(exc).replace("pass --port or set server.port",
+                                                f"set {where}")) from None
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -473,3 +473,26 @@ def test_no_production_mode_advice_on_a_terminal(tmp_path):
     assert "serving" in err
     assert "PRODUCTION" not in err and "--debug" not in err, err
 
+
+
+def test_a_protocol_port_held_by_another_gateway_stops_the_start(tmp_path):
+    """Protocol sockets use SO_REUSEPORT (one per worker): another gateway's must not be
+    shared silently."""
+    root = Path(__file__).resolve().parent.parent
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        (tmp_path / "gateway.yaml").write_text(
+            'storage: "sqlite:///:memory:"\nserver:\n  protocols:\n    ndjson:\n'
+            f"      module: handlers.ndjson:NdjsonProtocol\n      port: {port}\n")
+        done = subprocess.run([sys.executable, "-m", "sanic_gateway", "run", "--port", "0"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PYTHONPATH": str(root)})
+    finally:
+        holder.close()
+    assert done.returncode == 2, done.stderr
+    assert f"port {port} is in use; set server.protocols.ndjson.port" in done.stderr
+    assert "Traceback" not in done.stderr
