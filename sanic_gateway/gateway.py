@@ -6,6 +6,7 @@ ConfigError (so `check` and `run` share it); `start()` and `stop()` bracket the 
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import logging
 from collections.abc import Iterator
@@ -40,6 +41,16 @@ CORE_EVENTS = (
     "request:onSuccess", "request:onError", "request:afterExecution",
     "connection:new", "connection:remove", "core:gatewayStart", "core:shutdown",
     "hook:onError",
+)
+
+
+# Events of the contract fired by parts that may not exist in every gateway (realtime, document
+# storage): listening to them is no typo.
+FIRED_LATER = (
+    "core:realtime:user:subscribe:after", "core:realtime:user:unsubscribe:after", "room:new",
+    "room:remove", "auth:strategyAuthenticated", "notify:document", "notify:user",
+    "notify:server", *(f"generic:document:{when}{what}" for when in ("before", "after")
+                       for what in ("Write", "Update", "Delete", "Get")),
 )
 
 
@@ -95,6 +106,7 @@ class Gateway:
             raise ConfigError(issues)
         gateway.warnings = closed_warnings(config.data, gateway.plugin_controllers(),
                                            config.issue)
+        gateway.warnings += gateway.unheard_listeners()
         gateway.bus.set_listeners(gateway.pipes, gateway.hooks)
         gateway.bus.compile(gateway.known_events())
         gateway.funnel.prepare()
@@ -178,6 +190,27 @@ class Gateway:
         return [c.name for c in self.api.controllers.values()
                 if any(a.plugin for a in c.actions.values())]
 
+    def unheard_listeners(self) -> list[ConfigIssue]:
+        """Pipes and hooks on an event the gateway never fires: most often a typo
+        (`beforeHelo`, `request:onSucess`), which would otherwise fail silently. Plugins' own
+        events (`plugin-<name>:...`) and wildcards are not judged."""
+        known = set(self.known_events()) | set(FIRED_LATER)
+        prefixes = {event.partition(":")[0] for event in known}
+        found = []
+        for kind, listeners in (("pipes", self.pipes), ("hooks", self.hooks)):
+            for listener in listeners:
+                event = listener.pattern
+                if "*" in event or event in known or event.startswith("plugin-"):
+                    continue
+                if event.partition(":")[0] not in prefixes:
+                    continue  # an event of the plugin's own making
+                close = difflib.get_close_matches(event, known, n=1)
+                found.append(self.config.issue(
+                    ("plugins", listener.plugin, kind, event),
+                    f"{listener.name!r} listens to an event the gateway never fires",
+                    close[0] if close else None))
+        return found
+
     def known_events(self) -> Iterator[str]:
         yield from CORE_EVENTS
         for action in self.api.actions():
@@ -218,6 +251,8 @@ class Gateway:
                 except Exception as exc:
                     raise PluginStartError(plugin_name, exc) from exc
             await self._init_plugins()
+            for warning in self.unheard_listeners():
+                log.warning("%s", warning)
             try:
                 await self.security.apply_declared()
             except errors.GatewayError as exc:

@@ -239,3 +239,38 @@ def test_check_piped_into_head_ends_quietly():
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.stdout == "gateway.yaml: OK\n"
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+def test_a_listener_on_an_event_never_fired_is_warned_with_a_suggestion(tmp_path):
+    (tmp_path / "greet.py").write_text(textwrap.dedent("""
+        class Greet:
+            async def hello(self, request):
+                return {}
+            async def up(self, request):
+                return request
+            async def seen(self, payload, event):
+                pass
+    """))
+    (tmp_path / "gateway.yaml").write_text(textwrap.dedent("""\
+        storage: "sqlite:///:memory:"
+        plugins:
+          greet:
+            module: greet:Greet
+            pipes:
+              "greet/hi:beforeHelo": up
+            hooks:
+              "request:onSucess": seen
+              "plugin-greet:custom": seen
+              "request:on*": seen
+            controllers:
+              hi: {hello: hello}
+    """))
+    done = cli("check", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert ("warning: gateway.yaml:6: plugins.greet.pipes.greet/hi:beforeHelo: 'up' listens to "
+            "an event the gateway never fires (did you mean 'greet/hi:beforeHello'?)"
+            ) in done.stdout
+    assert "request:onSucess: 'seen' listens to an event the gateway never fires (did you " \
+           "mean 'request:onSuccess'?)" in done.stdout
+    assert "plugin-greet:custom" not in done.stdout.split("warning:", 1)[1]
+    assert done.stdout.count("warning:") == 2
