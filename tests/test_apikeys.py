@@ -315,15 +315,16 @@ SDK_SCENARIO = ROOT / "tests" / "kuzzle_sdk" / "auth_scenario.js"
 
 @pytest.mark.skipif(shutil.which("node") is None or not (ROOT / "node_modules" / "kuzzle-sdk")
                     .is_dir(), reason="needs node and `npm ci` (kuzzle-sdk)")
-async def test_with_kuzzles_sdk(serve):
-    """Kuzzle's JS SDK (HTTP): auth and security API keys, checkRights, createToken, the
+@pytest.mark.parametrize("protocol", ["http", "websocket"])
+async def test_with_kuzzles_sdk(serve, protocol):
+    """Kuzzle's JS SDK (over HTTP and WebSocket): auth and security API keys, checkRights, createToken, the
     query-string login of its generic `query`, server info/capabilities/getConfig."""
     yaml_text = closed_yaml().replace(
         "server: {actions: {now: true}}", "server: {actions: {now: true, publicApi: true}}")
     served = await serve(yaml_text)
     port = served.url.rsplit(":", 1)[1]
     proc = await asyncio.create_subprocess_exec(
-        "node", str(SDK_SCENARIO), port, cwd=ROOT,
+        "node", str(SDK_SCENARIO), port, protocol, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     steps = {entry["step"]: entry for entry in map(json.loads, out.decode().splitlines())}

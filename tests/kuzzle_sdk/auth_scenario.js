@@ -1,9 +1,10 @@
-// Kuzzle's own JS SDK against the gateway's auth, API key and server actions, over HTTP.
-// Usage: node auth_scenario.js PORT. Prints one JSON line per step, as scenario.js.
-const { Kuzzle, Http } = require('kuzzle-sdk');
+// Kuzzle's own JS SDK against the gateway's auth, API key and server actions, over HTTP or
+// WebSocket. Usage: node auth_scenario.js PORT [http|websocket]. Prints one JSON line per step.
+const { Kuzzle, Http, WebSocket } = require('kuzzle-sdk');
 
 const port = Number(process.argv[2]);
-const kuzzle = new Kuzzle(new Http('127.0.0.1', { port }));
+const Protocol = process.argv[3] === 'websocket' ? WebSocket : Http;
+const kuzzle = new Kuzzle(new Protocol('127.0.0.1', { port }));
 
 async function step(name, fn) {
   try {
