@@ -173,6 +173,7 @@ plugins:
     module: tests.plugins.realtime_plugin:Plugin
     pipes:
       notify:document: on_document
+      notify:user: on_user
     hooks:
       room:new: on_hook
       room:remove: on_hook
@@ -220,5 +221,13 @@ async def test_pipes_events_and_plugin_accessors(serve) -> None:
         await asyncio.sleep(0.02)
     seen = plugin.seen
     assert seen.count("room:new") == 2 and seen.count("room:remove") == 2, seen
+
+    # a piped user notification reaches the others, never the newcomer
+    async with connect(ws_url(served)) as a, connect(ws_url(served)) as b:
+        await call(a, **subscribe(body={}, users="all"))
+        await call(b, **subscribe(body={}, users="all"))
+        note = await next_message(a)
+        assert note["user"] == "in" and note["piped"] is True
+        await nothing_more(b)
     assert "core:realtime:user:subscribe:after" in seen
     assert "core:realtime:user:unsubscribe:after" in seen

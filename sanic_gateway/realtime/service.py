@@ -49,12 +49,15 @@ class Realtime:
     def subscribe(self, connection_id: str, index: str, collection: str, filters: Any, *,
                   scope: str = "all", users: str = "none", volatile: dict[str, Any] | None = None,
                   kuid: str | None = None, protocol: str | None = None,
-                  ) -> dict[str, str]:
+                  ) -> dict[str, str] | None:
         """Register the filter (its room is shared with equivalent filters) and subscribe the
-        connection; returns `{roomId, channel}`."""
+        connection; returns `{roomId, channel}`, or None if the connection is gone (Kuzzle's
+        answer: no subscription is left behind for a closed connection)."""
         normalized = self.engine.normalize(index, collection, filters)
         room_id = normalized.id
         channel = Channel(room_id, scope, users)  # validates the options first
+        if connection_id not in self.hub.connections:
+            return None
         if not self.rooms.exists(room_id):
             if self.max_rooms and self.rooms.metrics()["rooms"] >= self.max_rooms:
                 raise errors.get("core.realtime.too_many_rooms")
@@ -68,10 +71,12 @@ class Realtime:
 
     def join(self, connection_id: str, room_id: str, *, scope: str = "all",
              users: str = "none", volatile: dict[str, Any] | None = None,
-             protocol: str | None = None) -> dict[str, str]:
+             protocol: str | None = None) -> dict[str, str] | None:
         room = self.rooms.room(room_id)
         if room is None:
             raise errors.get("core.realtime.room_not_found", room_id)
+        if connection_id not in self.hub.connections:
+            return None
         return self._join(Channel(room_id, scope, users), room.index, room.collection,
                           connection_id, volatile or {}, protocol)
 
@@ -83,7 +88,7 @@ class Realtime:
                                        "roomId": channel.room_id})
         if joined.subscribed:  # the others hear of it, not the newcomer
             self._user_notification(channel.room_id, "in", joined.count, index, collection,
-                                    "subscribe", volatile, protocol)
+                                    "subscribe", volatile, protocol, connection_id)
         self.hub.join_channel(channel.name, connection_id)
         return {"roomId": channel.room_id, "channel": channel.name}
 
@@ -141,7 +146,7 @@ class Realtime:
 
     def _user_notification(self, room_id: str, user: str, count: int, index: str,
                            collection: str, action: str, volatile: dict[str, Any],
-                           protocol: str | None) -> None:
+                           protocol: str | None, newcomer: str | None = None) -> None:
         channels = [c.name for c in self.rooms.channels(room_id) if c.wants_user(user)]
         if not channels:
             return
@@ -151,7 +156,7 @@ class Realtime:
             "volatile": volatile, "index": index, "collection": collection,
             "controller": "realtime", "action": action, "protocol": protocol,
         }
-        out = self._dispatch(self._notify_user, channels, notification)
+        out = self._dispatch(self._notify_user, channels, notification, newcomer)
         if out is not None:
             self.spawn(out)
 
@@ -161,25 +166,34 @@ class Realtime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _dispatch(self, event: Any, channels: list[str],
-                  notification: dict[str, Any]) -> Awaitable_or_none:
-        """Broadcast now, or after the event's pipes when some listen."""
+    def _dispatch(self, event: Any, channels: list[str], notification: dict[str, Any],
+                  skip: str | None = None) -> Awaitable_or_none:
+        """Broadcast now, or after the event's pipes when some listen. `skip`: a connection
+        that must not get it (a newcomer, who has joined its channel once pipes are done)."""
         if not channels:
             return None
         if not event.active:
             self.hub.broadcast(channels, notification)
             return None
-        return self._piped(event, channels, notification)
+        return self._piped(event, channels, notification, skip)
 
-    async def _piped(self, event: Any, channels: list[str],
-                     notification: dict[str, Any]) -> None:
+    async def _piped(self, event: Any, channels: list[str], notification: dict[str, Any],
+                     skip: str | None) -> None:
         try:
             changed = await event.fire(notification)
         except Exception as exc:  # a pipe refusing it: the notification is dropped
             log.info("%s: notification dropped: %s", event.name, exc)
             return
-        if changed:
-            self.hub.broadcast(channels, changed)
+        if not changed:
+            return
+        mine = set(self.hub.channels_of(skip)) if skip is not None else ()
+        shared = [c for c in channels if c not in mine]
+        if shared:
+            self.hub.broadcast(shared, changed)
+        for channel in channels:  # rare: the newcomer's own channel, one member at a time
+            if channel in mine:
+                for member in self.hub.members(channel) - {skip}:
+                    self.hub.notify([channel], member, changed)
 
     def metrics(self) -> dict[str, int]:
         return self.rooms.metrics()

@@ -13,6 +13,10 @@ class Plugin:
         notification["result"]["_source"]["piped"] = True
         return notification
 
+    async def on_user(self, notification):
+        notification["piped"] = True
+        return notification
+
     async def on_hook(self, payload, event):
         self.seen.append(event)
 
