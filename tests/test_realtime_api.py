@@ -97,6 +97,8 @@ async def test_scope_users_count_list_unsubscribe_and_room_removal(serve) -> Non
         assert count["result"] == {"count": 2}
         listed = await call(c, controller="realtime", action="list")
         assert listed["result"] == {"shop": {"orders": {room_id: 2}}}
+        metrics = await call(c, controller="server", action="metrics")
+        assert metrics["result"]["realtime"] == {"rooms": 1, "subscriptions": 2}
 
         await call(c, controller="realtime", action="publish", index="shop",
                    collection="orders", body={"x": 1})
