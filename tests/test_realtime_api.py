@@ -233,3 +233,42 @@ async def test_pipes_events_and_plugin_accessors(serve) -> None:
         await nothing_more(b)
     assert "core:realtime:user:subscribe:after" in seen
     assert "core:realtime:user:unsubscribe:after" in seen
+
+
+async def test_rights_are_checked_and_list_shows_what_the_user_may_subscribe_to(serve) -> None:
+    from tests.security_helpers import closed_yaml
+
+    yaml = closed_yaml(
+        roles="    watcher: {controllers: {auth: {actions: {'*': true}}, "
+              "realtime: {actions: {subscribe: true, list: true}}}}\n",
+        profiles="    shop: {policies: [{roleId: watcher, restrictedTo: [{index: shop}]}]}\n",
+        users="    bob:\n      profileIds: [shop]\n"
+              "      credentials: {local: {username: bob, password: bob-password}}\n")
+    served = await serve(MEMORY + yaml)
+
+    async def login(ws: ClientConnection, username: str, password: str) -> str:
+        answer = await call(ws, controller="auth", action="login", strategy="local",
+                            body={"username": username, "password": password})
+        return answer["result"]["jwt"]
+
+    async with connect(ws_url(served)) as anon, connect(ws_url(served)) as bob, \
+            connect(ws_url(served)) as admin:
+        denied = await call(anon, **subscribe(body={}))
+        assert denied["status"] == 401 and denied["error"]["id"] == "security.rights.unauthorized"
+        bob_jwt = await login(bob, "bob", "bob-password")
+        admin_jwt = await login(admin, "admin", "admin-password")
+        mine = await call(bob, **subscribe(body={}, jwt=bob_jwt))
+        assert mine["status"] == 200, mine
+        other = await call(bob, controller="realtime", action="subscribe", index="hr",
+                           collection="salaries", body={}, jwt=bob_jwt)
+        assert other["status"] == 403 and other["error"]["id"] == "security.rights.forbidden"
+        theirs = await call(admin, controller="realtime", action="subscribe", index="hr",
+                            collection="salaries", body={}, jwt=admin_jwt)
+        assert theirs["status"] == 200
+        published = await call(bob, controller="realtime", action="publish", index="shop",
+                               collection="orders", body={"a": 1}, jwt=bob_jwt)
+        assert published["status"] == 403  # bob's role does not give publish
+        listed = await call(bob, controller="realtime", action="list", jwt=bob_jwt)
+        assert listed["result"] == {"shop": {"orders": {mine["result"]["roomId"]: 1}}}
+        everything = await call(admin, controller="realtime", action="list", jwt=admin_jwt)
+        assert set(everything["result"]) == {"shop", "hr"}
