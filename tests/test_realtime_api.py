@@ -272,3 +272,24 @@ async def test_rights_are_checked_and_list_shows_what_the_user_may_subscribe_to(
         assert listed["result"] == {"shop": {"orders": {mine["result"]["roomId"]: 1}}}
         everything = await call(admin, controller="realtime", action="list", jwt=admin_jwt)
         assert set(everything["result"]) == {"shop", "hr"}
+
+
+async def test_an_expired_token_takes_the_connection_out_of_its_rooms(serve) -> None:
+    from tests.security_helpers import closed_yaml
+
+    served = await serve(MEMORY + closed_yaml(
+        roles="    watcher: {controllers: {realtime: {actions: {'*': true}}}}\n",
+        profiles="    watchers: {policies: [{roleId: watcher}]}\n",
+        users="    carol:\n      profileIds: [watchers]\n"
+              "      credentials: {local: {username: carol, password: carol-password}}\n"))
+    realtime = served.gateway.realtime
+    async with connect(ws_url(served)) as ws:
+        login = await call(ws, controller="auth", action="login", strategy="local",
+                           expiresIn="1s",
+                           body={"username": "carol", "password": "carol-password"})
+        jwt = login["result"]["jwt"]
+        room = (await call(ws, **subscribe(body={}, jwt=jwt)))["result"]
+        assert realtime.rooms.count(room["roomId"]) == 1
+        expired = await next_message(ws, 10)
+        assert expired["type"] == "TokenExpired"
+        assert not realtime.rooms.exists(room["roomId"])
