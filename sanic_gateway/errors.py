@@ -153,8 +153,6 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
             "invalid_users": (
                 5, "BadRequestError",
                 'Invalid value for the "users" parameter (allowed: "all", "in", "out", "none").'),
-            "too_many_rooms": (
-                7, "SizeLimitError", "Unable to subscribe: maximum number of unique rooms reached."),
             "not_subscribed": (8, "PreconditionError", 'User "%s" has not subscribed to "%s".'),
         }),
     }),

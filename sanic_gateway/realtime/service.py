@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
@@ -24,16 +24,21 @@ if TYPE_CHECKING:
     from ..protocols.entrypoint import Hub
 
 log = logging.getLogger("sanic_gateway.realtime")
+# a document notification's `event`, from its action (Kuzzle's); other actions are writes
+_EVENTS = {"publish": "publish", "delete": "delete", "mDelete": "delete",
+           "deleteByQuery": "delete"}
 
 
 class Realtime:
+    """Rooms, subscriptions and notifications of one gateway. `rooms` may be any backend
+    with `Rooms`' methods (a shared one, for a cluster)."""
+
     def __init__(self, hub: Hub, bus: EventBus, engine: Engine | None = None,
-                 rooms: Rooms | None = None, max_rooms: int = 0) -> None:
+                 rooms: Rooms | None = None) -> None:
         self.hub = hub
         self.bus = bus
         self.engine = engine or Engine()
         self.rooms = rooms or Rooms()
-        self.max_rooms = max_rooms
         self._tasks: set[asyncio.Future[Any]] = set()
         self._notify_document = bus.event("notify:document")
         self._notify_user = bus.event("notify:user")
@@ -59,8 +64,6 @@ class Realtime:
         if connection_id not in self.hub.connections:
             return None
         if not self.rooms.exists(room_id):
-            if self.max_rooms and self.rooms.metrics()["rooms"] >= self.max_rooms:
-                raise errors.get("core.realtime.too_many_rooms")
             self.engine.store(normalized)
         out = self._join(channel, index, collection, connection_id, volatile or {}, protocol)
         self.bus.hook("core:realtime:user:subscribe:after", {
@@ -123,7 +126,7 @@ class Realtime:
 
     def publish(self, index: str, collection: str, source: dict[str, Any],
                 _id: str | None = None, *, action: str = "publish", scope: str = "in",
-                request: dict[str, Any] | None = None) -> Awaitable_or_none:
+                request: dict[str, Any] | None = None) -> Awaitable[None] | None:
         """Notify the rooms whose filter matches `source`. `request` gives the notification's
         `requestId`, `volatile`, `controller`, `protocol`, `timestamp` (ms)."""
         room_ids = self.engine.test(index, collection, source, _id)
@@ -133,8 +136,7 @@ class Realtime:
         notification = {
             "type": "document", "status": 200, "action": action, "scope": scope,
             "result": {"_id": _id, "_source": source}, "node": self.hub.node,
-            "event": "delete" if action.endswith("elete") or action == "deleteByQuery"
-            else "publish" if action == "publish" else "write",
+            "event": _EVENTS.get(action, "write"),
             "requestId": info.get("requestId"),
             "timestamp": info.get("timestamp") or int(time.time() * 1000),
             "volatile": info.get("volatile") or {}, "index": index, "collection": collection,
@@ -167,7 +169,7 @@ class Realtime:
         task.add_done_callback(self._tasks.discard)
 
     def _dispatch(self, event: Any, channels: list[str], notification: dict[str, Any],
-                  skip: str | None = None) -> Awaitable_or_none:
+                  skip: str | None = None) -> Awaitable[None] | None:
         """Broadcast now, or after the event's pipes when some listen. `skip`: a connection
         that must not get it (a newcomer, who has joined its channel once pipes are done)."""
         if not channels:
@@ -198,8 +200,3 @@ class Realtime:
     def metrics(self) -> dict[str, int]:
         return self.rooms.metrics()
 
-    def channels_for(self, room_ids: Iterable[str]) -> list[str]:
-        return [c.name for room_id in room_ids for c in self.rooms.channels(room_id)]
-
-
-Awaitable_or_none = Any  # an awaitable when pipes run, else None (already delivered)
