@@ -109,7 +109,8 @@ async def test_scope_users_count_list_unsubscribe_and_room_removal(serve) -> Non
         joined_c = await call(c, controller="realtime", action="join",
                               body={"roomId": room_id}, users="out")
         assert joined_c["result"]["roomId"] == room_id
-        assert (await next_message(a))["result"] == {"count": 3}
+        joined_note = await next_message(a)
+        assert joined_note["result"] == {"count": 3} and joined_note["action"] == "join"
 
         left = await call(b, controller="realtime", action="unsubscribe",
                           body={"roomId": room_id})

@@ -81,17 +81,18 @@ class Realtime:
         if connection_id not in self.hub.connections:
             return None
         return self._join(Channel(room_id, scope, users), room.index, room.collection,
-                          connection_id, volatile or {}, protocol)
+                          connection_id, volatile or {}, protocol, "join")
 
     def _join(self, channel: Channel, index: str, collection: str, connection_id: str,
-              volatile: dict[str, Any], protocol: str | None) -> dict[str, str]:
+              volatile: dict[str, Any], protocol: str | None,
+              action: str = "subscribe") -> dict[str, str]:
         joined = self.rooms.add(index, collection, channel, connection_id, volatile)
         if joined.room_created:
             self.bus.hook("room:new", {"index": index, "collection": collection,
                                        "roomId": channel.room_id})
         if joined.subscribed:  # the others hear of it, not the newcomer
             self._user_notification(channel.room_id, "in", joined.count, index, collection,
-                                    "subscribe", volatile, protocol, connection_id)
+                                    action, volatile, protocol, connection_id)
         self.hub.join_channel(channel.name, connection_id)
         return {"roomId": channel.room_id, "channel": channel.name}
 
