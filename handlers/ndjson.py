@@ -99,6 +99,9 @@ class NdjsonProtocol:
         return envelope
 
     def send(self, connection_id: str, message: dict[str, Any]) -> None:
+        self.write(connection_id, self.entry_point.dumps(message) + b"\n")
+
+    def write(self, connection_id: str, line: bytes) -> None:
         writer = self.writers.get(connection_id)
         if writer is None or writer.is_closing():
             return
@@ -106,7 +109,7 @@ class NdjsonProtocol:
             self.log.warning("ndjson connection %s does not read: disconnected", connection_id)
             writer.transport.abort()
             return
-        writer.write(self.entry_point.dumps(message) + b"\n")
+        writer.write(line)
 
     # -- what the gateway asks of every protocol ---------------------------------------------
 
@@ -125,8 +128,11 @@ class NdjsonProtocol:
 
     def broadcast(self, channels: list[str], payload: dict[str, Any]) -> None:
         for channel in channels:
-            for connection_id in tuple(self.channels.get(channel, ())):
-                self.send(connection_id, {**payload, "room": channel})
+            members = self.channels.get(channel)
+            if members:  # serialized once per channel, whatever the number of members
+                line = self.entry_point.dumps({**payload, "room": channel}) + b"\n"
+                for connection_id in tuple(members):
+                    self.write(connection_id, line)
 
     def disconnect(self, connection_id: str) -> None:
         writer = self.writers.get(connection_id)

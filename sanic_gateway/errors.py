@@ -145,6 +145,16 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
             "service_unavailable": (2, "ServiceUnavailableError", "Service unavailable: %s."),
             "timeout": (6, "GatewayTimeoutError", "Timeout: %s."),
         }),
+        "realtime": (1, {
+            "room_not_found": (1, "NotFoundError", 'The room "%s" doesn\'t exist'),
+            "invalid_scope": (
+                4, "BadRequestError",
+                'Invalid value for the "scope" parameter (allowed: "all", "in", "out", "none").'),
+            "invalid_users": (
+                5, "BadRequestError",
+                'Invalid value for the "users" parameter (allowed: "all", "in", "out", "none").'),
+            "not_subscribed": (8, "PreconditionError", 'User "%s" has not subscribed to "%s".'),
+        }),
     }),
     "services": (1, {
         "storage": (1, {
@@ -194,6 +204,8 @@ _CATALOGUE: dict[str, tuple[int, dict[str, tuple[int, dict[str, tuple[int, str, 
                 20, "BadRequestError",
                 'Argument "%s" is nested too deeply (at most %s levels of objects and arrays).'),
             "koncorde_dsl_error": (14, "BadRequestError", "%s"),
+            "unsupported_protocol": (
+                16, "InternalError", 'The protocol "%s" is not supported by the API action "%s".'),
         }),
         "process": (2, {
             "overloaded": (

@@ -17,6 +17,7 @@ import pluggy
 from . import __version__, errors
 from .api import Action, ApiTable, Controller, HttpRoute
 from .api.auth import AuthController
+from .api.realtime import RealtimeController
 from .api.security import SecurityController
 from .api.server import ServerController
 from .config import Config, ConfigError, ConfigIssue
@@ -26,6 +27,7 @@ from .plugins import GatewayPluginManager, LoadedPlugin, PluginContext, load_plu
 from .plugins.functions import FunctionError, resolve
 from .protocols.entrypoint import Hub, ProtocolStartError
 from .protocols.loader import load_protocols
+from .realtime.service import Realtime
 from .security import OpenPolicy
 from .security.declared import check_declared_api, closed_warnings
 from .security.rights import role_api
@@ -41,6 +43,8 @@ CORE_EVENTS = (
     "request:onSuccess", "request:onError", "request:afterExecution",
     "connection:new", "connection:remove", "core:gatewayStart", "core:shutdown",
     "hook:onError",
+    "core:realtime:user:subscribe:after", "core:realtime:user:unsubscribe:after", "room:new",
+    "room:remove", "notify:document", "notify:user",
 )
 
 
@@ -81,6 +85,7 @@ class Gateway:
         self.storage: Storage | None = None  # opened by start()
         self.security: Security | None = None
         self.hub = Hub(self)  # protocols other than HTTP, their connections and channels
+        self.realtime = Realtime(self.hub, self.bus)  # rooms, subscriptions, notifications
         self.warnings: list[ConfigIssue] = []  # what `check` prints besides its summary
 
     # -- build -------------------------------------------------------------------------------
@@ -93,6 +98,7 @@ class Gateway:
         gateway.pm.register(ServerController(gateway), name="core:server")
         gateway.pm.register(AuthController(gateway), name="core:auth")
         gateway.pm.register(SecurityController(gateway), name="core:security")
+        gateway.pm.register(RealtimeController(gateway), name="core:realtime")
         for _name, controllers in gateway.pm.call_each("api_controllers"):
             for controller in controllers or ():
                 gateway.api.add(controller)
@@ -110,6 +116,7 @@ class Gateway:
         gateway.bus.set_listeners(gateway.pipes, gateway.hooks)
         gateway.bus.compile(gateway.known_events())
         gateway.funnel.prepare()
+        gateway.realtime.prepare()
         return gateway
 
     def _add_plugin(self, plugin: LoadedPlugin, issues: list[ConfigIssue]) -> None:

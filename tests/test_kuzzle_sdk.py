@@ -119,3 +119,37 @@ async def test_kuzzle_sdk_over_websocket_and_reconnection_after_a_restart(tmp_pa
     assert ok["restart"] is True, steps["restart"]
     assert ok.get("create after restart") == "again", (list(steps.values())[-3:], err)
     assert ok["getCurrentUser after restart"] == "alice"
+
+
+REALTIME_SCENARIO = ROOT / "tests" / "kuzzle_sdk" / "realtime_scenario.js"
+
+
+async def test_kuzzle_sdk_realtime_subscribe_and_publish(serve):
+    served = await serve('storage: "sqlite:///:memory:"\n')
+    port = served.url.rsplit(":", 1)[1]
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(REALTIME_SCENARIO), port, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    steps = {}
+    for line in out.decode().splitlines():
+        entry = json.loads(line)
+        steps[entry["step"]] = entry
+    ok = {name: entry["value"] for name, entry in steps.items() if entry["ok"]}
+    assert "connect" in ok, (steps, err.decode())
+    assert ok["subscribe"] == "string" and ok["same room"] is True, steps
+    joined = ok["user in"]  # a (users: all) hears b come in, with b's volatile
+    assert joined["type"] == "user" and joined["user"] == "in"
+    assert joined["result"] == {"count": 2} and joined["volatile"]["who"] == "b"
+    assert ok["count"] == 2
+    [document] = ok["document"]  # the matching publish only
+    assert document["type"] == "document" and document["action"] == "publish"
+    assert document["scope"] == "in" and document["event"] == "publish"
+    assert document["index"] == "shop" and document["collection"] == "orders"
+    assert document["result"]["_id"] == "o-1"
+    assert document["result"]["_source"]["status"] == "paid"
+    assert len(ok["document to b"]) == 1  # the publisher's own subscription hears it too
+    assert ok["scope out and none"] == [0, 0]
+    [left] = ok["user out"]
+    assert left["user"] == "out" and left["result"] == {"count": 1}
+    assert ok["count after"] == 1

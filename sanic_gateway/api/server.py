@@ -70,7 +70,7 @@ class ServerController(CoreController):
         return {
             "api": {"concurrentRequests": http.active if http else 0, "pendingRequests": 0},
             "network": {"connections": {"http/1.1": len(http.open_connections) if http else 0}},
-            "realtime": {"rooms": 0, "subscriptions": 0},
+            "realtime": self.gateway.realtime.metrics(),
         }
 
     async def public_api(self, request: Request) -> dict[str, Any]:

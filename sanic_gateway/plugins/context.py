@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import types
 from collections.abc import Mapping
@@ -34,9 +35,10 @@ class Accessors:
         self._plugin = plugin
         self.storage = PluginStorage(gateway, plugin)
         self.strategies = PluginStrategies(gateway, plugin)
-        self.subscription = None  # register/unregister: comes with realtime
         # join_channel / leave_channel / notify / broadcast on any protocol's connections
         self.channels = Channels(gateway.hub)
+        self.subscription = PluginSubscription(gateway, self.channels)
+        self.realtime = PluginRealtime(gateway, self.channels)
 
     async def execute(self, request: Request | Mapping[str, Any]) -> Request:
         """Run an API request through the whole funnel, events included; return the Request
@@ -54,6 +56,54 @@ class Accessors:
         if ":" in event:
             raise errors.get("plugin.context.invalid_event", event)
         return await self._gateway.bus.trigger(f"plugin-{self._plugin}:{event}", payload)
+
+
+class PluginSubscription:
+    """`context.accessors.subscription`, Kuzzle 2's: subscribe a client connection (its id from
+    `request.context.connection.id`) to a filter, or take it out of a room. Callable from
+    async and plain (threaded) plugin functions alike."""
+
+    def __init__(self, gateway: Gateway, channels: Channels) -> None:
+        self._gateway = gateway
+        self._channels = channels
+
+    def register(self, connection_id: str, index: str, collection: str, filters: Any,
+                 options: Mapping[str, Any] | None = None) -> dict[str, str]:
+        """`options`: `scope`, `users`, `volatile`; returns `{roomId, channel}`."""
+        options = options or {}
+        connection = self._gateway.hub.connections.get(connection_id)
+        return self._channels._on_loop(functools.partial(
+            self._gateway.realtime.subscribe, connection_id, index, collection, filters,
+            scope=options.get("scope") or "all", users=options.get("users") or "none",
+            volatile=dict(options.get("volatile") or {}),
+            protocol=getattr(connection, "protocol", None)))
+
+    def unregister(self, connection_id: str, room_id: str, notify: bool = True) -> None:
+        """Raises `core.realtime.not_subscribed` if the connection is not in the room."""
+        self._channels._on_loop(functools.partial(
+            self._gateway.realtime.unsubscribe, connection_id, room_id, notify=notify))
+
+
+class PluginRealtime:
+    """`context.accessors.realtime`: notify subscribers as `realtime:publish` does."""
+
+    def __init__(self, gateway: Gateway, channels: Channels) -> None:
+        self._gateway = gateway
+        self._channels = channels
+
+    def publish(self, index: str, collection: str, document: Mapping[str, Any],
+                _id: str | None = None, volatile: Mapping[str, Any] | None = None) -> None:
+        """A document notification (`action: "publish"`, `scope: "in"`) to the rooms whose
+        filter matches `document`; delivered at once, or after `notify:document` pipes."""
+        request = {"volatile": dict(volatile or {}), "controller": "realtime",
+                   "protocol": "internal"}
+
+        def run() -> None:
+            pending = self._gateway.realtime.publish(index, collection, dict(document), _id,
+                                                     request=request)
+            if pending is not None:
+                self._gateway.realtime.spawn(pending)
+        self._channels._on_loop(run)
 
 
 class PluginStorage:

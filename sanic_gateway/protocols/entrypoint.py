@@ -63,6 +63,8 @@ class Hub:
         self._tasks: set[asyncio.Future[Any]] = set()
         self.stopped = False
         self.loop: asyncio.AbstractEventLoop | None = None  # the server's, set by start()
+        # called with a connection id when it goes away or its token expires (realtime)
+        self.on_leave: list[Callable[[str], None]] = []
 
     def add(self, protocol: LoadedProtocol) -> EntryPoint:
         self.protocols[protocol.name] = protocol
@@ -114,9 +116,10 @@ class Hub:
         self.gateway.bus.hook("connection:new", connection)
 
     def remove_connection(self, connection_id: str) -> None:
-        connection = self.connections.pop(connection_id, None)
-        if connection is None:
+        if connection_id not in self.connections:
             return
+        self._left(connection_id)
+        connection = self.connections.pop(connection_id)
         for channel in self.memberships.pop(connection_id, ()):
             self._drop_member(channel, connection_id)
         self.owners.pop(connection_id, None)
@@ -236,8 +239,16 @@ class Hub:
             "message": "Authentication Token Expired", "type": "TokenExpired",
             "node": self.node,
         })
+        self._left(connection_id)
         for channel in list(self.memberships.get(connection_id, ())):
             self.leave_channel(channel, connection_id)
+
+    def _left(self, connection_id: str) -> None:
+        for callback in self.on_leave:
+            try:
+                callback(connection_id)
+            except Exception:
+                log.exception("connection %s: leaving failed", connection_id)
 
     # -- calling protocols -------------------------------------------------------------------
 
