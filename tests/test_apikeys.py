@@ -317,8 +317,8 @@ SDK_SCENARIO = ROOT / "tests" / "kuzzle_sdk" / "auth_scenario.js"
                     .is_dir(), reason="needs node and `npm ci` (kuzzle-sdk)")
 @pytest.mark.parametrize("protocol", ["http", "websocket"])
 async def test_with_kuzzles_sdk(serve, protocol):
-    """Kuzzle's JS SDK (over HTTP and WebSocket): auth and security API keys, checkRights, createToken, the
-    query-string login of its generic `query`, server info/capabilities/getConfig."""
+    """Kuzzle's JS SDK (over HTTP and WebSocket): auth and security API keys, checkRights,
+    createToken, the login of its generic `query`, server info/capabilities/getConfig."""
     yaml_text = closed_yaml().replace(
         "server: {actions: {now: true}}", "server: {actions: {now: true, publicApi: true}}")
     served = await serve(yaml_text)
