@@ -324,6 +324,8 @@ def _check_headers(headers: Any) -> None:
     """Refuse a header (name or value) with bytes that are not UTF-8 (400, the envelope): they would
     reach plugins and logs as lone surrogates, and fail any response that echoes them."""
     for name, value in headers.items():
+        if value.isascii() and name.isascii():  # the usual case, without a call
+            continue
         if not (_header_safe(value) and _header_safe(name)):
             name = name.encode(errors="backslashreplace").decode()
             raise errors.get("network.http.invalid_header", name, "not valid UTF-8")
