@@ -10,10 +10,12 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import write_files
 from tests.test_cli import SCRIPT, free_port, wait_for
@@ -78,7 +80,7 @@ def audit_yaml(out: Path, threads: int = 2, limits: str = "") -> str:
         {limits}
         plugins:
           audit:
-            module: handlers.audit:Audit
+            module: hw_handlers.audit:Audit
             threads: {threads}
             config: {{out: "{out}"}}
             hooks:
@@ -90,14 +92,22 @@ def audit_yaml(out: Path, threads: int = 2, limits: str = "") -> str:
               - {{verb: get, url: /hello, controller: api, action: hello}}
               - {{verb: get, url: /fire, controller: api, action: fire}}
           watcher:
-            module: handlers.watcher:Watcher
+            module: hw_handlers.watcher:Watcher
             hooks:
               "hook:onError": on_error
     """
 
 
-FILES = {"handlers/__init__.py": "", "handlers/audit.py": AUDIT,
-         "handlers/watcher.py": WATCHER}
+FILES = {"hw_handlers/__init__.py": "", "hw_handlers/audit.py": AUDIT,
+         "hw_handlers/watcher.py": WATCHER}
+
+
+@pytest.fixture(autouse=True)
+def fresh_modules():
+    """Each test imports its own copy of the plugins (from its own folder)."""
+    yield
+    for name in [m for m in sys.modules if m.split(".")[0] in ("hw_handlers", "picky")]:
+        del sys.modules[name]
 
 
 def events(out: Path) -> list[dict]:
@@ -304,3 +314,30 @@ def test_hook_workers_die_with_a_killed_server(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_an_init_failing_in_a_worker_stops_the_start_in_one_line(tmp_path):
+    write_files(tmp_path, {
+        "gateway.yaml": """\
+            storage: "sqlite:///data.db"
+            plugins:
+              picky:
+                module: picky:Picky
+                threads: 1
+                hooks: {"request:onSuccess": seen}
+            """,
+        "picky.py": """\
+            class Picky:
+                def init(self, config, context):
+                    if context.accessors is None:
+                        raise RuntimeError("needs accessors")
+
+                def seen(self, payload, event):
+                    pass
+            """})
+    done = subprocess.run([SCRIPT, "run", "--port", str(free_port())], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert ("plugin 'picky': init failed: RuntimeError: init failed in hook worker process: "
+            "RuntimeError: needs accessors") in done.stderr
+    assert "Traceback" not in done.stderr
