@@ -16,7 +16,10 @@ otherwise): the heavy work then competes with the load client, not with the serv
 the point of running it elsewhere. Prints each rate and the ratios i/0 and w/0 (goal for w/0:
 >= 0.9).
 
-    python bench/hook_workers.py [--duration 8] [--connections 20] [--events 20]
+The runs alternate 0→i→w for `--rounds` rounds and the medians are compared, so that drift
+(other load on the machine) hits all three alike; the load average is printed with them.
+
+    python bench/hook_workers.py [--duration 8] [--connections 20] [--events 20] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import re
+import statistics
 import sys
 import tempfile
 import textwrap
@@ -107,7 +112,15 @@ class Pacer(threading.Thread):
         conn.close()
 
 
-def measure(work: Path, threads: int, load: float, args: argparse.Namespace) -> tuple[float, str]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (all its threads, not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(work: Path, threads: int, load: float,
+            args: argparse.Namespace) -> tuple[float, float, str]:
+    """(wall rate, requests per CPU-second of the server process, note)."""
     (work / "gateway.yaml").write_text(GATEWAY_YAML.format(threads=threads))
     port = common.free_port()
     cmd = ["taskset", "-c", str(SERVER_CORE), *common.gateway_cmd(port)]
@@ -123,11 +136,15 @@ def measure(work: Path, threads: int, load: float, args: argparse.Namespace) -> 
             pacer = Pacer(port, load)
             pacer.start()
         common.wrk(url, 2, args.connections)  # warm-up
+        cpu = cpu_seconds(proc.pid)
         out = common.wrk(url, args.duration, args.connections)
+        cpu = cpu_seconds(proc.pid) - cpu
+        match = re.search(r"(\d+) requests in", out)
+        assert match, out
         note = f"hook workers {moved} on core {CLIENT_CORE}" if moved else "no hook worker"
         if pacer is not None:
             note += f"; {pacer.sent} hook events sent"
-        return common.wrk_rate(out), note
+        return common.wrk_rate(out), int(match.group(1)) / cpu, note
     finally:
         if pacer is not None:
             pacer.done.set()
@@ -139,6 +156,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--connections", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--events", type=float, default=20.0,
                         help="hook events per second (each 20 ms of CPU)")
     args = parser.parse_args()
@@ -153,10 +171,22 @@ def main() -> int:
             "i": (f"{args.events:g} heavy events/s, hook in server", 0, args.events),
             "w": (f"{args.events:g} heavy events/s, threads: 2", 2, args.events),
         }
-        rates = {}
-        for key, (label, threads, load) in cases.items():
-            rates[key], note = measure(work, threads, load, args)
-            print(f"({key}) {label:42s} {rates[key]:8.0f} req/s  [{note}]", flush=True)
+        runs: dict[str, list[float]] = {key: [] for key in cases}
+        per_cpu: dict[str, list[float]] = {key: [] for key in cases}
+        for _ in range(args.rounds):
+            for key, (label, threads, load) in cases.items():
+                rate, by_cpu, note = measure(work, threads, load, args)
+                runs[key].append(rate)
+                per_cpu[key].append(by_cpu)
+                print(f"({key}) {label:42s} {rate:8.0f} req/s {by_cpu:8.0f} req/server-CPU-s"
+                      f"  [{note}]", flush=True)
+        rates = {key: statistics.median(values) for key, values in runs.items()}
+        cpus = {key: statistics.median(values) for key, values in per_cpu.items()}
+    print("medians: " + ", ".join(f"({k}) {v:.0f} req/s" for k, v in rates.items())
+          + f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print("requests per CPU-second of the server process (does not depend on what else runs): "
+          + ", ".join(f"({k}) {v:.0f}" for k, v in cpus.items())
+          + f"; i/0 = {cpus['i'] / cpus['0']:.3f}, w/0 = {cpus['w'] / cpus['0']:.3f}")
     print(f"pinning: server on core {SERVER_CORE}; wrk, pacer and hook workers on core "
           f"{CLIENT_CORE}")
     print(f"ratio i/0 = {rates['i'] / rates['0']:.3f}   (hook in the server process)")
