@@ -103,7 +103,7 @@ def to_data(value: Any) -> Any:
         return type(value)(to_data(v) for v in value) if type(value) in (list, tuple) \
             else [to_data(v) for v in value]
     if isinstance(value, ClientConnection):
-        return View(**value.to_dict())
+        return _connection_view(value)
     if isinstance(value, BaseException):
         return _error_data(value)
     if hasattr(value, "jwt") and callable(getattr(value, "to_dict", None)):
@@ -121,6 +121,13 @@ def _error_data(exc: BaseException) -> dict[str, Any]:
     return {"type": type(exc).__name__, "message": str(exc)}
 
 
+def _connection_view(connection: Any) -> View:
+    """A ClientConnection without its Authorization header (the JWT stays in the server)."""
+    data = connection.to_dict()
+    data["headers"] = {k: v for k, v in data["headers"].items() if k.lower() != "authorization"}
+    return View(**data)
+
+
 def _request_view(request: Any) -> RequestView:
     inp, ctx = request.input, request.context
     return RequestView(
@@ -130,7 +137,7 @@ def _request_view(request: Any) -> RequestView:
         input=View(controller=inp.controller, action=inp.action,
                    resource=View(**inp.resource.to_dict()), args=to_data(inp.args),
                    body=to_data(inp.body), volatile=to_data(inp.volatile)),
-        context=View(protocol=ctx.protocol, connection=View(**ctx.connection.to_dict()),
+        context=View(protocol=ctx.protocol, connection=_connection_view(ctx.connection),
                      user=to_data(ctx.user), token=to_data(ctx.token)),
         response=View(status=request.response.status, headers=dict(request.response.headers)),
         result=to_data(request.result),
@@ -290,7 +297,13 @@ class HookWorkerPool:
         return Listener(self.plugin, pattern, ", ".join(names), call, True, send)
 
     def send(self, names: tuple[str, ...], payload: Any, event: str) -> None:
-        if self.closing and not any(w is not None and w.alive for w in self.workers):
+        if self.closing:  # the workers have been told to stop: nobody would read it
+            log.debug("plugin %r: event %r after the hook workers stopped: not sent",
+                      self.plugin, event)
+            return
+        worker = self._pick()
+        if worker is None:
+            self._drop()
             return
         self._seq += 1
         try:
@@ -300,10 +313,6 @@ class HookWorkerPool:
             log.error("plugin %r: the payload of event %r cannot be sent to its hook worker "
                       "processes (%s: %s): event dropped for hooks %s", self.plugin, event,
                       type(exc).__name__, exc, ", ".join(names))
-            return
-        worker = self._pick()
-        if worker is None:
-            self._drop()
             return
         item = _Item(self._seq, event, frame)
         worker.pending[item.seq] = item

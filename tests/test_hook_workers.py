@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -341,3 +342,30 @@ def test_an_init_failing_in_a_worker_stops_the_start_in_one_line(tmp_path):
     assert ("plugin 'picky': init failed: RuntimeError: init failed in hook worker process: "
             "RuntimeError: needs accessors") in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_request_crosses_as_data_without_its_jwt():
+    from sanic_gateway.hook_workers import RequestView, to_data
+    from sanic_gateway.request import ClientConnection, Request, RequestContext
+    from sanic_gateway.security.policy import User
+    from sanic_gateway.security.tokens import Token
+
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
+    connection = ClientConnection("http", ["10.0.0.1"],
+                                  {"Authorization": f"Bearer {jwt}", "x-app": "1"})
+    request = Request({"controller": "c", "action": "a", "index": "i", "_id": "d", "jwt": jwt,
+                       "body": {"k": [1, 2]}, "n": "3"},
+                      RequestContext(connection, User("alice", ["admin"]),
+                                     Token("jti", jwt, "alice", None, 0)))
+    request.set_result({"ok": True})
+    view = pickle.loads(pickle.dumps(to_data(request)))
+    assert isinstance(view, RequestView)
+    assert (view.input.controller, view.input.action, view.input.args) == ("c", "a", {"n": "3"})
+    assert view.input.resource["_id"] == "d" and view.input.resource.index == "i"
+    assert view.input.body == {"k": [1, 2]} and view.result == {"ok": True}
+    assert view.status == 200 and view.error is None and view.id == request.id
+    assert view.context.user._id == "alice" and view.context.user.profileIds == ["admin"]
+    assert view.context.token.userId == "alice"
+    assert view.context.connection.headers == {"x-app": "1"}
+    assert view.context.protocol == "http"
+    assert jwt not in repr(view) and "eyJ" not in pickle.dumps(view).decode("latin-1")
