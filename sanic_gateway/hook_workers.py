@@ -307,7 +307,8 @@ class HookWorkerPool:
             return
         self._seq += 1
         try:
-            frame = _frame(("event", self._seq, event, names, to_data(payload)))
+            data = pickle.dumps(to_data(payload), protocol=pickle.HIGHEST_PROTOCOL)
+            frame = _frame(("event", self._seq, event, names, data))
         except Exception as exc:
             self.unserialisable += 1
             log.error("plugin %r: the payload of event %r cannot be sent to its hook worker "
@@ -571,7 +572,15 @@ def worker_main(fd: int, parent: int) -> int:
         if message[0] == "stop":
             channel.send(("bye",))
             return 0
-        _, seq, event, names, payload = message
+        _, seq, event, names, data = message
+        try:  # apart from the message, so that a payload this process cannot load is told
+            payload = pickle.loads(data)
+        except Exception as exc:
+            channel.send(("error", seq, event, ", ".join(names), type(exc).__name__,
+                          f"cannot load the payload in the hook worker process: {exc}",
+                          traceback.format_exc()))
+            channel.send(("ack", seq))
+            continue
         for fname in names:
             fn, count = functions[fname]
             try:

@@ -61,7 +61,13 @@ AUDIT = """\
             return {"pid": os.getpid()}
 
         async def fire(self, request):
-            await self.context.accessors.trigger("odd", {"fn": lambda: None})
+            if request.input.args.get("local"):  # a class only this process can import
+                import sys, types
+                module = sys.modules["only_in_server"] = types.ModuleType("only_in_server")
+                module.Thing = type("Thing", (), {"__module__": "only_in_server"})
+                await self.context.accessors.trigger("odd", {"thing": module.Thing()})
+            else:
+                await self.context.accessors.trigger("odd", {"fn": lambda: None})
             return {"fired": True}
 """
 
@@ -225,6 +231,14 @@ async def test_an_unserialisable_payload_is_logged_with_its_event(serve, tmp_pat
     messages = [r.getMessage() for r in caplog.records if r.name == "sanic_gateway.hook_workers"]
     assert any("'plugin-audit:odd' cannot be sent" in m for m in messages), messages
     assert served.gateway.hook_pools["audit"].unserialisable == 1
+    # a payload the worker cannot load: a hook error, told to hook:onError
+    response = await served.client.get("/_plugin/audit/fire?local=1")
+    assert response.status_code == 200
+    watcher = served.plugin("watcher")
+    await until(lambda: watcher.errors)
+    assert watcher.errors[0]["event"] == "plugin-audit:odd"
+    assert "cannot load the payload" in watcher.errors[0]["error"].message
+    assert "only_in_server" in watcher.errors[0]["error"].message
     # the workers are still there and serve the next events
     response = await served.client.get("/_plugin/audit/hello")
     await until(lambda: any(e["id"] == response.json()["requestId"] for e in events(out)))
