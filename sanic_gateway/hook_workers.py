@@ -50,7 +50,8 @@ log = logging.getLogger("sanic_gateway.hook_workers")
 HEARTBEAT = 1.0  # seconds between two beats of an idle worker
 MAX_ATTEMPTS = 3  # workers an event may take down (crash or hang) before it is dropped
 REPORT_EVERY = 10.0  # seconds between two warnings about dropped events
-RESTART_DELAY = 1.0  # a worker that died within this many seconds of its start waits as long
+RESTART_DELAY = 1.0  # a worker that died this soon after its start waits before its restart,
+MAX_RESTART_DELAY = 30.0  # doubling at each such death in a row, up to this
 _HEAD = struct.Struct("!I")
 
 
@@ -208,19 +209,28 @@ class HookWorkerPool:
         self._report: asyncio.TimerHandle | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._restarting: set[asyncio.Task[None]] = set()
+        self._quick_deaths = [0] * self.size  # per slot: deaths in a row soon after start
         self.closing = False
 
     # life
 
     async def start(self) -> None:
-        """Start every worker and wait for its `init`; raise RuntimeError if one failed."""
+        """Start every worker and wait for its `init`; raise RuntimeError if one failed or
+        took longer than the timeout."""
         self.closing = False
         for index in range(self.size):
             await self._spawn(index)
         for worker in self.workers:
             assert worker is not None
-            failure = await worker.ready
+            try:
+                failure = await asyncio.wait_for(asyncio.shield(worker.ready), self.timeout)
+            except TimeoutError:
+                failure = (f"init did not finish within {self.timeout:g} s "
+                           "(limits.hook_workers_timeout)")
             if failure is not None:
+                for other in self.workers:
+                    if other is not None and other.proc.poll() is None:
+                        other.proc.kill()
                 await self.close(grace=1.0)
                 raise RuntimeError(f"init failed in hook worker process: {failure}")
         self._watchdog = asyncio.get_running_loop().create_task(self._watch())
@@ -426,8 +436,12 @@ class HookWorkerPool:
             target = others[n % len(others)]
             target.pending[item.seq] = item
             target.send(item.frame)
-        if lived < RESTART_DELAY:
-            await asyncio.sleep(RESTART_DELAY)
+        if lived < RESTART_DELAY:  # an init failing again and again: no busy loop
+            self._quick_deaths[old.index] += 1
+            await asyncio.sleep(min(RESTART_DELAY * 2 ** (self._quick_deaths[old.index] - 1),
+                                    MAX_RESTART_DELAY))
+        else:
+            self._quick_deaths[old.index] = 0
         if self.closing:
             return
         worker = await self._spawn(old.index)

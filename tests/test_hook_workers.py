@@ -383,3 +383,35 @@ def test_a_request_crosses_as_data_without_its_jwt():
     assert view.context.connection.headers == {"x-app": "1"}
     assert view.context.protocol == "http"
     assert jwt not in repr(view) and "eyJ" not in pickle.dumps(view).decode("latin-1")
+
+
+def test_an_init_hanging_in_a_worker_stops_the_start(tmp_path):
+    write_files(tmp_path, {
+        "gateway.yaml": """\
+            storage: "sqlite:///data.db"
+            limits: {hook_workers_timeout: 1s}
+            plugins:
+              picky:
+                module: picky:Picky
+                threads: 1
+                hooks: {"request:onSuccess": seen}
+            """,
+        "picky.py": """\
+            import time
+
+
+            class Picky:
+                def init(self, config, context):
+                    if context.accessors is None:
+                        time.sleep(600)
+
+                def seen(self, payload, event):
+                    pass
+            """})
+    started = time.monotonic()
+    done = subprocess.run([SCRIPT, "run", "--port", str(free_port())], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert ("plugin 'picky': init failed: RuntimeError: init failed in hook worker process: "
+            "init did not finish within 1 s (limits.hook_workers_timeout)") in done.stderr
+    assert time.monotonic() - started < 30
