@@ -315,10 +315,14 @@ def test_run_with_several_server_workers_leaves_no_orphan_on_sigint(tmp_path):
 
 def test_hook_workers_die_with_a_killed_server(tmp_path):
     out = tmp_path / "out"
-    proc, _ = run_gateway(tmp_path, out)
+    proc, base = run_gateway(tmp_path, out)
     try:
         pids = worker_pids(out, 2)
         assert len(pids) == 2 and all(alive(pid) for pid in pids)
+        # both workers busy in a hook: they cannot notice their socket closing
+        for _ in range(2):
+            assert httpx.get(f"{base}/_plugin/audit/hello?sleep=600").status_code == 200
+        time.sleep(0.5)
         proc.kill()
         proc.communicate(timeout=10)
         deadline = time.monotonic() + 10
