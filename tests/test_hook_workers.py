@@ -333,6 +333,9 @@ def test_hook_workers_die_with_a_killed_server(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+        for pid in worker_pids(out, 0):  # never leave one behind, even when failing
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_an_init_failing_in_a_worker_stops_the_start_in_one_line(tmp_path):
