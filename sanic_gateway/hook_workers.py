@@ -184,8 +184,8 @@ def _frame(message: tuple[Any, ...]) -> bytes:
 
 
 class HookWorkerPool:
-    """The worker processes of one plugin. `dispatcher(names)` gives the function a Listener
-    calls with `(payload, event)`: it never waits and never raises."""
+    """The worker processes of one plugin. `listener(pattern, names)` stands for its hooks in
+    the event chains; sending an event never waits and never raises."""
 
     def __init__(self, plugin: str, spec: dict[str, Any], *, base_dir: Path,
                  config_data: dict[str, Any], buffer_size: int, timeout: float,
