@@ -38,6 +38,9 @@ class Listener:
     name: str
     fn: Callable[..., Awaitable[Any]] = field(compare=False, repr=False)
     takes_event: bool = True
+    # a hook of a plugin with `threads: N`: hands `(payload, event)` to its worker processes
+    # (hook_workers.py) at once, without a call on this loop
+    send: Callable[[Any, str], None] | None = field(default=None, compare=False, repr=False)
 
     def matches(self, event: str) -> bool:
         if self.pattern.endswith("*"):
@@ -324,7 +327,10 @@ class EventBus:
     def start_hooks(self, hooks: tuple[Listener, ...], event: str, payload: Any) -> None:
         submit = self._hooks.submit
         for listener in hooks:
-            submit(self._run_hook, listener, event, payload)
+            if listener.send is not None:
+                listener.send(payload, event)
+            else:
+                submit(self._run_hook, listener, event, payload)
 
     async def _run_hook(self, listener: Listener, event: str, payload: Any) -> None:
         try:

@@ -23,6 +23,7 @@ from .api.server import ServerController
 from .config import Config, ConfigError, ConfigIssue
 from .events import EventBus, Listener, as_async
 from .funnel import Funnel
+from .hook_workers import HookWorkerPool
 from .plugins import GatewayPluginManager, LoadedPlugin, PluginContext, load_plugins
 from .plugins.functions import FunctionError, resolve
 from .protocols.entrypoint import Hub, ProtocolStartError
@@ -68,6 +69,7 @@ class Gateway:
         self.contexts: dict[str, PluginContext] = {}
         self.pipes: list[Listener] = []
         self.hooks: list[Listener] = []
+        self.hook_pools: dict[str, HookWorkerPool] = {}  # plugins with `threads: N > 0`
         limits = config.data["limits"]
         self.bus = EventBus(
             pipe_timeout=limits["pipe_timeout"],
@@ -143,13 +145,17 @@ class Gateway:
                 issues.append(self.config.issue((*where, *path), exc.message, exc.suggestion))
                 return None
 
+        pool = self._hook_pool(plugin) if spec.get("threads") else None
         for kind, target in (("hook", self.hooks), ("pipe", self.pipes)):
             for pattern, names in spec.get(f"{kind}s", {}).items():
                 for index, fname in enumerate(names):
                     # a list names each item; `event: name` became a one-item list
                     at = (f"{kind}s", pattern, *((index,) if len(names) > 1 else ()))
                     found = function(at, fname, kind)
-                    if found:
+                    if found and kind == "hook" and pool is not None:
+                        if index == len(names) - 1:  # one event, one worker, all its hooks
+                            self.hooks.append(pool.listener(pattern, tuple(names)))
+                    elif found:
                         fn, nargs = found
                         target.append(Listener(name, pattern, fname,
                                                as_async(fn, self.bus.threads,
@@ -188,10 +194,21 @@ class Gateway:
                 methods[method] = fn
             self.plugin_strategies.append(
                 (name, strategy_name, list(strategy.get("fields") or []), methods))
-        if plugin.spec.get("threads"):
-            log.warning("plugin %r: 'threads' (hooks in worker processes) is not supported yet; "
-                        "its hooks run in the server process", name)
         self.plugins[name] = plugin
+
+    def _hook_pool(self, plugin: LoadedPlugin) -> HookWorkerPool:
+        """The worker processes of a plugin with `threads: N` (started by start())."""
+        limits = self.config.data["limits"]
+        pool = self.hook_pools[plugin.name] = HookWorkerPool(
+            plugin.name, plugin.spec, base_dir=self.config.base_dir, config_data=self.config.data,
+            buffer_size=limits["hook_workers_buffer_size"], timeout=limits["hook_workers_timeout"],
+            dev=self.dev)
+
+        def failed(event: str, error: BaseException) -> None:
+            self.bus.hook("hook:onError", {"error": error, "event": event, "plugin": plugin.name})
+
+        pool.on_error = failed
+        return pool
 
     def plugin_controllers(self) -> list[str]:
         return [c.name for c in self.api.controllers.values()
@@ -258,6 +275,11 @@ class Gateway:
                 except Exception as exc:
                     raise PluginStartError(plugin_name, exc) from exc
             await self._init_plugins()
+            for name, pool in self.hook_pools.items():
+                try:
+                    await pool.start()
+                except Exception as exc:
+                    raise PluginStartError(name, exc) from exc
             for warning in self.unheard_listeners():
                 log.warning("%s", warning)
             try:
@@ -272,6 +294,8 @@ class Gateway:
                 raise StartError(str(exc)) from exc.__cause__
         except BaseException:
             await self.hub.stop()
+            for pool in self.hook_pools.values():
+                await pool.close(grace=1.0)
             await self.storage.close()
             self.storage = None
             raise
@@ -315,6 +339,8 @@ class Gateway:
                     await out
             except Exception:
                 log.exception("plugin %r: shutdown failed", name)
+        for pool in self.hook_pools.values():  # after core:shutdown: they get it too
+            await pool.close()
         await self.bus.close()
         if self.storage is not None:
             await self.storage.close()

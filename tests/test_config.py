@@ -70,6 +70,8 @@ def test_an_empty_file_is_all_defaults(tmp_path: Path, text: str) -> None:
             "pipes_buffer_size": 50000,
             "hooks_buffer_size": 5000,
             "plugin_threads": 16,
+            "hook_workers_buffer_size": 1000,
+            "hook_workers_timeout": 60.0,
             "login_attempts_per_second": 1,
             "login_failures_per_username": 5,
             "login_failure_delay": 1.0,

@@ -92,6 +92,10 @@ LIMITS = _mapping(
         "pipes_buffer_size": {"type": "integer", "min": 0, "default": 50000},
         "hooks_buffer_size": {"type": "integer", "min": 1, "default": 5000},
         "plugin_threads": {"type": "integer", "min": 1, "default": 16},
+        # plugins with `threads: N`: unacknowledged events per worker process (beyond, dropped)
+        "hook_workers_buffer_size": {"type": "integer", "min": 1, "default": 1000},
+        # a worker silent that long (a hook stuck, or a hung process) is killed and restarted
+        "hook_workers_timeout": {**_duration(60.0), "min": 0.1},
         "login_attempts_per_second": {"type": "integer", "min": 0, "default": 1},
         "login_failures_per_username": {"type": "integer", "min": 0, "default": 5},
         "login_failure_delay": _duration(1.0),

@@ -157,3 +157,19 @@ class PluginContext:
             Request=Request, RequestContext=RequestContext, ClientConnection=ClientConnection,
             Repository=self.accessors.storage.repository if self.accessors else None,
         )
+
+
+class WorkerContext:
+    """What `init` receives in a hook worker process (`threads: N`): `config`, `secrets`,
+    `log`, `errors`, `constructors`, and `accessors` None: there is no gateway in that process
+    to act on (no storage, no API, no channels)."""
+
+    def __init__(self, config: Mapping[str, Any], plugin: str) -> None:
+        self.config = frozen(config)
+        self.secrets = None
+        self.log = logging.getLogger(f"sanic_gateway.plugin.{plugin}")
+        self.errors = errors
+        self.accessors = None
+        self.constructors = types.SimpleNamespace(
+            Request=Request, RequestContext=RequestContext, ClientConnection=ClientConnection,
+            Repository=None)
