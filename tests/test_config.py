@@ -60,7 +60,8 @@ def test_an_empty_file_is_all_defaults(tmp_path: Path, text: str) -> None:
                 "http": {"enabled": True},
                 "websocket": {"enabled": True, "idle_timeout": 60.0, "send_queue": 50,
                               "max_in_flight": 100},
-                "mqtt": {"enabled": False, "port": 1883, "allow_pubsub": False},
+                "mqtt": {"enabled": False, "port": 1883, "allow_pubsub": False,
+                         "send_queue": 1000, "max_in_flight": 100},
             },
         },
         "limits": {

@@ -525,3 +525,20 @@ async def test_no_password_or_token_in_any_log_even_at_debug(mqtt, caplog):
     assert "alice-password" not in text and jwt not in text
     assert not [r for r in caplog.records
                 if r.name.split(".")[0] in ("amqtt", "transitions") and r.levelno < logging.WARNING]
+
+
+def test_mqtt_options_the_protocol_reads_are_config_keys(tmp_path):
+    """`send_queue` and `max_in_flight` are accepted (and checked) in gateway.yaml."""
+    from sanic_gateway.config import ConfigError, load_config
+
+    path = tmp_path / "gateway.yaml"
+    path.write_text("server:\n  protocols:\n    mqtt: {send_queue: 5, max_in_flight: 2}\n")
+    mqtt = load_config(path).data["server"]["protocols"]["mqtt"]
+    assert (mqtt["send_queue"], mqtt["max_in_flight"]) == (5, 2)
+    path.write_text("server:\n  protocols:\n    mqtt: {max_in_flight: 0}\n")
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        assert "server.protocols.mqtt.max_in_flight: must be at least 1" in str(exc)
+    else:
+        raise AssertionError("max_in_flight: 0 was accepted")

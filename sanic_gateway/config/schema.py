@@ -61,7 +61,9 @@ PROTOCOLS: dict[str, Rules] = {
          "send_queue": {"type": "integer", "min": 1, "default": 50},
          "max_in_flight": {"type": "integer", "min": 1, "default": 100}}, default={}),
     "mqtt": _mapping(
-        {"enabled": _boolean(False), "port": _port(1883), "allow_pubsub": _boolean(False)},
+        {"enabled": _boolean(False), "port": _port(1883), "allow_pubsub": _boolean(False),
+         "send_queue": {"type": "integer", "min": 1, "default": 1000},
+         "max_in_flight": {"type": "integer", "min": 1, "default": 100}},
         default={}),
 }
 
