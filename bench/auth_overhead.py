@@ -100,7 +100,8 @@ def main() -> int:
         (work / "bench_plugin.py").write_text(PLUGIN)
         (work / "gateway.yaml").write_text(GATEWAY_YAML)
         port = common.free_port()
-        gateway = common.serve(common.gateway_cmd(port, "--config", "gateway.yaml"), work, port,
+        command = common.gateway_cmd(port, "--config", "gateway.yaml")
+        gateway = common.serve(common.pinned(command, common.SERVER_CORE), work, port,
                                work / "gateway.log")
         try:
             base = f"http://127.0.0.1:{port}"
@@ -118,8 +119,9 @@ def main() -> int:
                     out = common.wrk(url, args.duration, args.connections, headers=headers[key])
                     rates[key].append(common.wrk_rate(out))
                 bare_port = common.free_port()
-                bare = common.serve([sys.executable, "bare_app.py", str(bare_port)], work,
-                                    bare_port, work / "bare.log")
+                command = [sys.executable, "bare_app.py", str(bare_port)]
+                bare = common.serve(common.pinned(command, common.SERVER_CORE), work, bare_port,
+                                    work / "bare.log")
                 try:
                     bare_url = f"http://127.0.0.1:{bare_port}/hello"
                     common.wrk(bare_url, 2, args.connections)  # warm-up
