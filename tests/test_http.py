@@ -212,3 +212,22 @@ async def test_a_header_set_by_a_plugin_cannot_split_the_response(serve):
     assert response.status_code == 200
     assert response.headers["x-echo"] == "okX-Injected: 1"
     assert "x-injected" not in response.headers
+
+
+def test_request_ids_drawn_after_a_fork_differ_from_the_parents():
+    """Ids come from a pool of CSPRNG bytes: a forked worker must not reuse its parent's."""
+    import os
+
+    from sanic_gateway.request import new_request_id
+
+    new_request_id()  # the pool is filled now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send its next id, leave at once
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child and child != new_request_id()
