@@ -168,9 +168,9 @@ def test_every_gateway_yaml_of_the_docs_passes_check(block, checked):
 @pytest.mark.parametrize("block", [b for b in ALL_BLOCKS if b.marker == "file"],
                          ids=lambda b: b.id)
 def test_every_plugin_file_is_loaded_by_a_checked_gateway_yaml(block, checked):
-    module = block.arg.removesuffix(".py").replace("/", ".")
-    users = [b for b in YAML_CHECKED if b.page == block.page
-             and re.search(rf"(module|path):\s*\.?/?{re.escape(module)}\b", b.text)]
+    names = {block.arg.removesuffix(".py").replace("/", "."), os.path.dirname(block.arg)} - {""}
+    users = [b for b in YAML_CHECKED if b.page == block.page and any(
+        re.search(rf"(module|path):\s*\.?/?{re.escape(name)}\b", b.text) for name in names)]
     assert users, f"{block.id}: no gateway.yaml block of the page loads {block.arg}"
     assert all(checked[b.id][0] == 0 for b in users)
 
@@ -387,3 +387,15 @@ async def test_the_readme_example_answers_as_the_readme_says(serve):
     assert answer.status_code == 200
     assert answer.json()["controller"] == "hello/greeting"
     assert answer.json()["result"] == {"hello": "ada"}
+
+
+async def test_the_first_plugin_answers_as_its_page_says(serve):
+    page = DOCS / "plugins" / "index.md"
+    config = next(b for b in YAML_CHECKED if b.page == page and "greet:Greet" in b.text)
+    served = await serve(config.text, files=_files_of(page))
+    answer = await served.client.get("/_/greet/hello/ada")
+    assert answer.json()["result"] == {"message": "Bonjour, Ada!", "count": 1}
+    refused = await served.client.get("/_/greet/hello/r2d2")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["id"] == "api.assert.invalid_argument"
+    assert refused.json()["error"]["message"] == "a name is made of letters"
