@@ -399,3 +399,42 @@ async def test_the_first_plugin_answers_as_its_page_says(serve):
     assert refused.status_code == 400
     assert refused.json()["error"]["id"] == "api.assert.invalid_argument"
     assert refused.json()["error"]["message"] == "a name is made of letters"
+
+
+async def test_the_chat_example_reaches_every_member_of_its_channel(serve):
+    from websockets.asyncio.client import connect
+
+    page = DOCS / "protocols" / "custom.md"
+    config = next(b for b in YAML_CHECKED if b.page == page and "chat:Chat" in b.text)
+    served = await serve(config.text, files=_files_of(page))
+    url = served.url.replace("http://", "ws://") + "/"
+    async with connect(url) as alice, connect(url) as bob:
+        for ws in (alice, bob):
+            await ws.send(json.dumps({"controller": "chat/room", "action": "join",
+                                      "requestId": "j"}))
+            assert json.loads(await ws.recv())["result"] is True
+        await alice.send(json.dumps({"controller": "chat/room", "action": "say",
+                                     "body": {"text": "hi"}, "requestId": "s"}))
+        for ws in (alice, bob):
+            seen = [json.loads(await ws.recv()) for _ in range(2 if ws is alice else 1)]
+            message = next(m for m in seen if m.get("type") == "message")
+            assert message == {"type": "message", "text": "hi", "room": "chat"}
+
+
+async def test_the_realtime_plugin_example_notifies_its_subscriber(serve):
+    from websockets.asyncio.client import connect
+
+    page = DOCS / "realtime" / "index.md"
+    config = next(b for b in YAML_CHECKED if b.page == page and "orders:Orders" in b.text)
+    served = await serve(config.text, files=_files_of(page))
+    async with connect(served.url.replace("http://", "ws://") + "/") as ws:
+        await ws.send(json.dumps({"controller": "orders/orders", "action": "watch",
+                                  "requestId": "w"}))
+        channel = json.loads(await ws.recv())["result"]["channel"]
+        await ws.send(json.dumps({"controller": "orders/orders", "action": "paid",
+                                  "requestId": "p"}))
+        seen = [json.loads(await ws.recv()) for _ in range(2)]
+        notification = next(m for m in seen if m.get("type") == "document")
+        assert notification["room"] == channel
+        assert notification["result"]["_id"] == "o-1"
+        assert notification["result"]["_source"]["status"] == "paid"
