@@ -438,3 +438,23 @@ async def test_the_realtime_plugin_example_notifies_its_subscriber(serve):
         assert notification["room"] == channel
         assert notification["result"]["_id"] == "o-1"
         assert notification["result"]["_source"]["status"] == "paid"
+
+
+async def test_the_hook_workers_example_records_requests_from_its_processes(serve, tmp_path):
+    import asyncio
+
+    page = DOCS / "plugins" / "hook-workers.md"
+    config = next(b for b in YAML_CHECKED if b.page == page and "export:Export" in b.text)
+    out = tmp_path / "out" / "requests.jsonl"
+    out.parent.mkdir()
+    served = await serve(config.text.replace("./requests.jsonl", str(out)),
+                         files=_files_of(page))
+    for _ in range(3):
+        assert (await served.client.get("/_now")).status_code == 200
+    for _ in range(200):
+        if out.exists() and len(out.read_text().splitlines()) >= 3:
+            break
+        await asyncio.sleep(0.1)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["action"] for line in lines][:3] == ["now", "now", "now"]
+    assert lines[0]["user"] == "-1"
