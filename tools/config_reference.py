@@ -395,11 +395,12 @@ def render() -> str:
                          f"descriptions of keys the schema does not have: {stale}")
     out = [BEGIN, ""]
     for section in SCHEMA:
-        out += [f"## {section}", "", "| key | type | default | allowed | meaning |",
-                "| --- | --- | --- | --- | --- |"]
+        out += [f"## {section}", "", "| key | type | default | meaning |",
+                "| --- | --- | --- | --- |"]
         for key in walk({section: SCHEMA[section]}):
-            cells = (f"`{key.path}`", type_of(key.rules), default_of(key.rules),
-                     allowed_of(key.rules), DESCRIPTIONS[key.path])
+            allowed = allowed_of(key.rules)
+            kind = f"{type_of(key.rules)}, one of {allowed}" if allowed else type_of(key.rules)
+            cells = (f"`{key.path}`", kind, default_of(key.rules), DESCRIPTIONS[key.path])
             out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
         out.append("")
     out.append(END)
