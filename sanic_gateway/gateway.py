@@ -51,11 +51,9 @@ CORE_EVENTS = (
 )
 
 
-# Events of the contract fired by parts that may not exist in every gateway (realtime, document
-# storage): listening to them is no typo.
+# Kuzzle's events that nothing fires yet (no document controller, server notifications sent
+# without an event): listening to them is no typo. Documented as reserved.
 FIRED_LATER = (
-    "core:realtime:user:subscribe:after", "core:realtime:user:unsubscribe:after", "room:new",
-    "room:remove", "auth:strategyAuthenticated", "notify:document", "notify:user",
     "notify:server", *(f"generic:document:{when}{what}" for when in ("before", "after")
                        for what in ("Write", "Update", "Delete", "Get")),
 )
