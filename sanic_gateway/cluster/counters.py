@@ -1,0 +1,79 @@
+"""Counters every member shares, atomic in Redis (one Lua script each, one round trip).
+
+The profile rate limit (requests per user in a one-second window) and the brute-force defence
+of logins (failures per username, lock delays doubling) count across the whole cluster.
+The script runs on Redis' clock, so members on machines whose clocks differ agree. Redis down:
+each member falls back on its own counters (`None` answers), never an error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .bus import REDIS_ERRORS, Cluster
+
+# one window per user: created by the first request, gone one second later (Kuzzle's limiter)
+RATE_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], 1000) end
+return count
+"""
+
+# as security/logins.py's LoginGuard.attempt: 0 to go on, else the milliseconds to wait.
+# ARGV: free failures, first delay (ms), longest delay (ms), forget after (ms)
+LOGIN_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local locked = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
+if locked > now then return locked - now end
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+local over = failures - tonumber(ARGV[1])
+if over > 0 then
+  local delay = math.min(tonumber(ARGV[3]), tonumber(ARGV[2]) * 2 ^ math.min(over - 1, 32))
+  redis.call('HSET', KEYS[1], 'until', now + math.floor(delay))
+end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]))
+return 0
+"""
+
+
+class SharedCounters:
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self._rate = cluster.redis.register_script(RATE_SCRIPT)
+        self._login = cluster.redis.register_script(LOGIN_SCRIPT)
+
+    @property
+    def usable(self) -> bool:
+        return self.cluster.healthy
+
+    async def hit(self, user: str) -> int | None:
+        """This request's rank in `user`'s current one-second window, cluster-wide (None:
+        Redis unreachable, count locally)."""
+        try:
+            return int(await self._rate(keys=[self.cluster.key("rate", user)]))
+        except REDIS_ERRORS as exc:
+            self.cluster.failed(exc)
+            return None
+
+    async def login_attempt(self, key: bytes, free: int, delay: float, max_delay: float,
+                            forget_after: float) -> float | None:
+        """Record an attempt on a username (its digest); 0 to go on, else the seconds to
+        wait (None: Redis unreachable, count locally)."""
+        args: list[Any] = [free, int(delay * 1000), int(max(delay, max_delay) * 1000),
+                           int(forget_after * 1000)]
+        try:
+            waited = await self._login(keys=[self._login_key(key)], args=args)
+        except REDIS_ERRORS as exc:
+            self.cluster.failed(exc)
+            return None
+        return int(waited) / 1000
+
+    async def login_succeeded(self, key: bytes) -> None:
+        try:
+            await self.cluster.redis.delete(self._login_key(key))
+        except REDIS_ERRORS as exc:
+            self.cluster.failed(exc)
+
+    def _login_key(self, key: bytes) -> str:
+        return self.cluster.key("login", key.hex())
