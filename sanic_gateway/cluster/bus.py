@@ -282,6 +282,8 @@ class Cluster:
         while not self._stopping:
             try:
                 if pubsub is None:
+                    # connections opened before the outage are dead: none is used again
+                    await self.redis.connection_pool.disconnect()
                     pubsub = await self._subscribe()
                     self._grace_until = time.time() + self.node_timeout  # refined below
                     seconds, _ = await self.redis.time()
