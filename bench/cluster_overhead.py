@@ -4,9 +4,12 @@
 (a) no cluster, user whose profile has no rate limit;
 (b) cluster mode, the same user: the request path is the same (revocations and rights changes
     arrive through the bus, nothing is asked per request);
-(c) no cluster, user whose profile has `rateLimit` (counted in the process);
+(c) no cluster, `--users` users (50) whose profile has `rateLimit`, each request as one of
+    them (a wrk Lua script rotates the tokens): counted in the process;
 (d) cluster mode, the same: each request runs one Lua script in Redis (atomic count for the
-    whole cluster), one round trip.
+    whole cluster), one round trip, since requests of one user rarely arrive together;
+(e) cluster mode, every request as one user with `rateLimit`: the requests of that user
+    arriving while a count is out are counted together (one round trip per batch).
 
 Both gateways use PostgreSQL (cluster mode requires it; a schema of their own, dropped after)
 and the machine's Redis (a key prefix of its own, deleted after). Each gateway is pinned to
@@ -55,10 +58,18 @@ YAML = textwrap.dedent('''
         free:
           profileIds: [free]
           credentials: {{local: {{username: free, password: "{password}"}}}}
-        limited:
-          profileIds: [limited]
-          credentials: {{local: {{username: limited, password: "{password}"}}}}
+{limited_users}
 ''')
+
+
+ROTATE = """
+tokens = {{{tokens}}}
+i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", nil, {{["Authorization"] = "Bearer " .. tokens[i % #tokens + 1]}})
+end
+"""
 
 
 def requests_done(out: str) -> int:
@@ -85,6 +96,7 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--users", type=int, default=50, help="rate-limited users in (c), (d)")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
@@ -93,7 +105,9 @@ def main() -> int:
     import redis
 
     labels = {"a": "no cluster, no rate limit", "b": "cluster, no rate limit",
-              "c": "no cluster, rateLimit (local count)", "d": "cluster, rateLimit (Redis)"}
+              "c": f"no cluster, rateLimit, {args.users} users", "d":
+              f"cluster, rateLimit, {args.users} users (Redis)",
+              "e": "cluster, rateLimit, one user (batched)"}
     rates: dict[str, list[float]] = {key: [] for key in labels}
     cpu: dict[str, list[float]] = {key: [] for key in labels}
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
@@ -106,31 +120,40 @@ def main() -> int:
                 work.mkdir()
                 cluster = (f'cluster: {{redis: "{args.redis}", prefix: "{prefix}"}}'
                            if mode == "cluster" else "")
+                limited = "".join(
+                    f"        l{i}:\n          profileIds: [limited]\n"
+                    f"          credentials: {{local: {{username: l{i}, "
+                    f"password: \"{common.PASSWORD}\"}}}}\n" for i in range(args.users))
                 (work / "gateway.yaml").write_text(YAML.format(
                     storage=f"{args.postgres}?schema={schemas[mode]}", cluster=cluster,
-                    password=common.PASSWORD))
+                    password=common.PASSWORD, limited_users=limited.rstrip("\n")))
                 port = common.free_port()
                 command = common.gateway_cmd(port, "--config", "gateway.yaml")
                 proc = common.serve(common.pinned(command, common.SERVER_CORE), work, port,
                                     work / "gateway.log")
                 base = f"http://127.0.0.1:{port}"
                 tokens = {}
-                for user in ("free", "limited"):
+                for user in ("free", *(f"l{i}" for i in range(args.users))):
                     login = httpx.post(f"{base}/_login/local", timeout=30, json={
                         "username": user, "password": common.PASSWORD})
                     login.raise_for_status()
                     tokens[user] = login.json()["result"]["jwt"]
-                servers[mode] = (proc, base, tokens, common.process_cpu(proc.pid))
+                rotate = work / "rotate.lua"
+                rotate.write_text(ROTATE.format(tokens=", ".join(
+                    f'"{tokens[f"l{i}"]}"' for i in range(args.users))))
+                servers[mode] = (proc, base, tokens, common.process_cpu(proc.pid), rotate)
             plan = {"a": ("local", "free"), "b": ("cluster", "free"),
-                    "c": ("local", "limited"), "d": ("cluster", "limited")}
+                    "c": ("local", None), "d": ("cluster", None), "e": ("cluster", "l0")}
             for _ in range(args.rounds):
                 for key, (mode, user) in plan.items():
-                    _, base, tokens, used = servers[mode]
-                    headers = {"Authorization": f"Bearer {tokens[user]}"}
+                    _, base, tokens, used, rotate = servers[mode]
+                    headers = {"Authorization": f"Bearer {tokens[user]}"} if user else {}
+                    options = () if user else ("-s", str(rotate))
                     url = f"{base}/_now"
-                    common.wrk(url, 2, args.connections, headers=headers)  # warm-up
+                    common.wrk(url, 2, args.connections, *options, headers=headers)  # warm-up
                     before = used()
-                    out = common.wrk(url, args.duration, args.connections, headers=headers)
+                    out = common.wrk(url, args.duration, args.connections, *options,
+                                     headers=headers)
                     spent = used() - before
                     rates[key].append(common.wrk_rate(out))
                     cpu[key].append(spent / requests_done(out) * 1e6)
@@ -154,8 +177,10 @@ def main() -> int:
               f"runs: [{runs}]")
     print(f"cluster/no cluster, no rate limit:  rate {mean['b'] / mean['a']:.3f}, "
           f"CPU/req {mean_cpu['b'] / mean_cpu['a']:.3f}")
-    print(f"cluster/no cluster, with rateLimit: rate {mean['d'] / mean['c']:.3f}, "
-          f"CPU/req {mean_cpu['d'] / mean_cpu['c']:.3f}")
+    print(f"cluster/no cluster, rateLimit, {args.users} users: rate "
+          f"{mean['d'] / mean['c']:.3f}, CPU/req {mean_cpu['d'] / mean_cpu['c']:.3f}")
+    print(f"cluster one user (batched)/no cluster: rate {mean['e'] / mean['c']:.3f}, "
+          f"CPU/req {mean_cpu['e'] / mean_cpu['c']:.3f}")
     return 0
 
 
