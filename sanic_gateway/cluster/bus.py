@@ -309,7 +309,10 @@ class Cluster:
             except Exception:  # a bug: say it, then go on as after an outage
                 log.exception("cluster: bus failure")
                 self.healthy = False
-                pubsub = None
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
+                    pubsub = None
                 await asyncio.sleep(RETRY_DELAY)
 
     async def _serve(self, pubsub: aioredis.client.PubSub) -> None:
