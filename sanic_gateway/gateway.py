@@ -20,6 +20,7 @@ from .api.auth import AuthController
 from .api.realtime import RealtimeController
 from .api.security import SecurityController
 from .api.server import ServerController
+from .cluster import Cluster, ClusterStartError
 from .config import Config, ConfigError, ConfigIssue
 from .events import EventBus, Listener, as_async
 from .funnel import Funnel
@@ -86,6 +87,7 @@ class Gateway:
         self.plugin_strategies: list[tuple[str, str, list[str], dict[str, Any]]] = []
         self.storage: Storage | None = None  # opened by start()
         self.security: Security | None = None
+        self.cluster: Cluster | None = None  # cluster mode (`cluster.redis`): started by start()
         self.hub = Hub(self)  # protocols other than HTTP, their connections and channels
         self.realtime = Realtime(self.hub, self.bus)  # rooms, subscriptions, notifications
         self.warnings: list[ConfigIssue] = []  # what `check` prints besides its summary
@@ -263,8 +265,13 @@ class Gateway:
         except Exception as exc:
             raise StorageStartError(self.config.data["storage"], exc) from exc
         try:
+            await self._join_cluster()
             auth = self.pm.get_plugin("core:auth")
             self.security = Security(self.storage, self.config.data, issue=auth.issue_for)
+            if self.cluster is not None:
+                from .cluster.security import share_security
+
+                share_security(self.security, self.cluster)
             await self.security.start()
             self.funnel.security = self.security
             for plugin_name, strategy_name, fields, methods in self.plugin_strategies:
@@ -296,11 +303,38 @@ class Gateway:
             await self.hub.stop()
             for pool in self.hook_pools.values():
                 await pool.close(grace=1.0)
+            if self.cluster is not None:
+                await self.cluster.stop()
+                self.cluster = None
             await self.storage.close()
             self.storage = None
             raise
         self.started = True
         await self.bus.trigger("core:gatewayStart", None)
+
+    async def _join_cluster(self) -> None:
+        """Cluster mode: join the other members through Redis (StartError if unreachable)."""
+        spec = self.config.data.get("cluster") or {}
+        if not spec.get("redis"):
+            return
+        cluster = Cluster(spec["redis"], prefix=spec["prefix"], heartbeat=spec["heartbeat"],
+                          node_timeout=spec["node_timeout"])
+        cluster.describers.append(self._describe_member)
+        try:
+            await cluster.start()
+        except ClusterStartError as exc:
+            raise StartError(str(exc)) from exc
+        self.cluster = cluster
+
+    def _describe_member(self) -> dict[str, Any]:
+        """What other members (and server:info) show of this one."""
+        http = getattr(self, "http", None)
+        protocols = {"http": len(http.open_connections)} if http is not None else {}
+        for name in self.hub.protocols:
+            protocols[name] = 0
+        for owner in self.hub.owners.values():
+            protocols[owner] = protocols.get(owner, 0) + 1
+        return {"protocols": protocols, "connections": sum(protocols.values())}
 
     async def _init_plugins(self) -> None:
         for name, plugin in self.plugins.items():
@@ -342,6 +376,9 @@ class Gateway:
         for pool in self.hook_pools.values():  # after core:shutdown: they get it too
             await pool.close()
         await self.bus.close()
+        if self.cluster is not None:
+            await self.cluster.stop()
+            self.cluster = None
         if self.storage is not None:
             await self.storage.close()
             self.storage = None

@@ -129,12 +129,12 @@ class AuthController(CoreController):
             credentials = body
         else:  # as Kuzzle's strategies read them: the query string when there is no body
             credentials = {k: v for k, v in args.items() if k not in LOGIN_ARGS}
-        attempt = security.login_started(request, credentials.get("username"))
+        attempt = await security.login_started(request, credentials.get("username"))
         verified = await strategy.verify(request, credentials)
         if isinstance(verified, dict):
             raise errors.get("plugin.strategy.missing_user", verified["message"])
         answer = await self.issue_for(request, strategy.name, verified, ttl)
-        security.login_succeeded(attempt)
+        await security.login_succeeded(attempt)
         return send_token(request, answer)
 
     async def issue_for(self, request: Request, strategy: str, kuid: str,

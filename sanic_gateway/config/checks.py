@@ -63,7 +63,20 @@ def check(document: dict[str, Any], issue: MakeIssue) -> list[ConfigIssue]:
     # the declared roles, profiles and users: what would stop the start, by the same checks
     from ..security.declared import check_declared
     found += check_declared(document, issue)
+    found += _check_cluster(document, issue)
     return found
+
+
+def _check_cluster(document: dict[str, Any], issue: MakeIssue) -> list[ConfigIssue]:
+    """Cluster members share users, tokens and documents through storage: one SQLite file
+    belongs to one machine (and serializes writers), so cluster mode needs PostgreSQL."""
+    cluster, storage = document.get("cluster"), document.get("storage")
+    if (isinstance(cluster, dict) and isinstance(cluster.get("redis"), str)
+            and isinstance(storage, str) and storage.startswith("sqlite")):
+        return [issue(("storage",), "cluster mode (cluster.redis) needs PostgreSQL storage "
+                      "(postgresql://...): the members share users, tokens and documents "
+                      "through it, and a SQLite file belongs to one machine")]
+    return []
 
 
 def _check_oauth2(path: KeyPath, spec: Any, issue: MakeIssue) -> list[ConfigIssue]:

@@ -111,7 +111,12 @@ STORAGE = _string(default="sqlite:///./data/gateway.db", check_with="storage_url
 
 CLUSTER = _mapping(
     {"redis": {"type": "string", "nullable": True, "default": None, "coerce": "empty_to_none",
-               "check_with": "redis_url"}},
+               "check_with": "redis_url"},
+     # Redis keys and channels start with it: several clusters may share one Redis
+     "prefix": _string(default="sanic-gateway", regex=r"[A-Za-z0-9_.-]+"),
+     "heartbeat": {**_duration(1.0), "min": 0.05},
+     # a member silent that long is dropped (at least twice the heartbeat)
+     "node_timeout": {**_duration(3.0), "min": 0.1}},
     default={},
 )
 

@@ -103,6 +103,8 @@ class ApiKeys:
             self.tokens.forget(jti)
         with contextlib.suppress(errors.NotFoundError):  # deleted meanwhile: gone anyway
             await self.storage.delete(APIKEYS, key_id)
+        if isinstance(jti, str):
+            await self.tokens.tell_forgotten(jti)
         return {"_id": key_id}
 
 

@@ -1,7 +1,8 @@
 """Security as the funnel sees it: authenticate every request, check its rights and rate.
 
 Also owns what the auth and security controllers work on: the store (roles, profiles, users),
-the tokens and the strategies.
+the tokens and the strategies. In cluster mode (`shared` set) the profile rate limits and the
+login-attempt counters are counted in Redis for the whole cluster, locally while it is down.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..api import Action
@@ -18,7 +19,7 @@ from ..request import Request
 from ..storage import Storage
 from .apikeys import ApiKeys
 from .declared import ungranted, user_entry
-from .logins import LoginGuard
+from .logins import FORGET_AFTER, LoginGuard
 from .oauth import IssueToken, OAuthStrategy
 from .policy import ANONYMOUS, User
 from .rights import OPEN_ROLE, Rights, grants_everything
@@ -27,6 +28,9 @@ from .store import PROTECTED, RESTRICTED_ROLES, SecurityStore
 from .strategies import LocalStrategy, Strategies
 from .tokens import Tokens
 from .usernames import username_key
+
+if TYPE_CHECKING:
+    from ..cluster.counters import SharedCounters
 
 log = logging.getLogger("sanic_gateway.security")
 
@@ -70,6 +74,7 @@ class Security:
         self.apikeys = ApiKeys(storage, self.tokens)
         self._requests = RateCounter()
         self._logins = RateCounter()
+        self.shared: SharedCounters | None = None  # cluster mode: counters in Redis
 
     async def start(self) -> None:
         """Tokens, the built-in roles and profiles, the strategies of the core. The declared
@@ -195,7 +200,7 @@ class Security:
                 return self._authorize_slowly(request, action, check_rights)
         request.context.user = found[0]
         if check_rights:
-            self._check(request, action, *found)
+            return self._check(request, action, *found)
         return None
 
     async def _authorize_slowly(self, request: Request, action: Action,
@@ -212,10 +217,13 @@ class Security:
             raise errors.get("security.token.invalid") from None
         request.context.user = found[0]
         if check_rights:
-            self._check(request, action, *found)
+            pending = self._check(request, action, *found)
+            if pending is not None:
+                await pending
 
     def _check(self, request: Request, action: Action, user: User, rights: Rights,
-               rate: int) -> None:
+               rate: int) -> Awaitable[None] | None:
+        """Raise 401/403/429; an awaitable when the rate is counted in Redis."""
         resource = request.input.resource
         if not rights.allows(action.controller, action.name, resource.index,
                              resource.collection):
@@ -223,9 +231,21 @@ class Security:
                 raise errors.get("security.rights.unauthorized", action.controller, action.name)
             raise errors.get("security.rights.forbidden", action.controller, action.name,
                              user._id)
-        logout = action.controller == "auth" and action.name == "logout"
-        if rate and not (logout and user._id != ANONYMOUS._id) and (
-                self._requests.hit(user._id) > rate):
+        if not rate or (action.controller == "auth" and action.name == "logout"
+                        and user._id != ANONYMOUS._id):
+            return None
+        if self.shared is not None and self.shared.usable:
+            return self._check_shared_rate(user._id, rate)
+        if self._requests.hit(user._id) > rate:
+            raise errors.get("api.process.too_many_requests")
+        return None
+
+    async def _check_shared_rate(self, kuid: str, rate: int) -> None:
+        assert self.shared is not None
+        count = await self.shared.hit(kuid)
+        if count is None:  # Redis went away meanwhile
+            count = self._requests.hit(kuid)
+        if count > rate:
             raise errors.get("api.process.too_many_requests")
 
     def check_login_rate(self, request: Request) -> None:
@@ -238,22 +258,30 @@ class Security:
             request.response.set_header("Retry-After", "1")
             raise errors.get("api.process.too_many_logins_requests")
 
-    def login_started(self, request: Request, username: Any) -> bytes | None:
+    async def login_started(self, request: Request, username: Any) -> bytes | None:
         """Count a login attempt on `username` (the brute-force defence, `LoginGuard`); 429
         with Retry-After while it is locked. Returns the key to pass to `login_succeeded`."""
         if not isinstance(username, str) or not username or len(username) > 1024:
             return None
         # a 16-byte digest: an entry costs the same whatever the username's length
         key = hashlib.blake2b(username_key(username).encode(), digest_size=16).digest()
-        wait = self.login_guard.attempt(key)
+        wait = None
+        guard = self.login_guard
+        if self.shared is not None and guard.free and self.shared.usable:
+            wait = await self.shared.login_attempt(key, guard.free, guard.delay,
+                                                   guard.max_delay, FORGET_AFTER)
+        if wait is None:
+            wait = guard.attempt(key)
         if wait > 0:
             request.response.set_header("Retry-After", LoginGuard.retry_after(wait))
             raise errors.get("api.process.too_many_logins_requests")
         return key
 
-    def login_succeeded(self, key: bytes | None) -> None:
+    async def login_succeeded(self, key: bytes | None) -> None:
         if key is not None:
             self.login_guard.succeeded(key)
+            if self.shared is not None:
+                await self.shared.login_succeeded(key)
 
     async def rights_for(self, kuid: str) -> Rights:
         _, rights, _ = await self.store.user_rights(kuid)

@@ -1,4 +1,7 @@
-"""Roles, profiles and users kept in storage, checked on write, cached for the request path."""
+"""Roles, profiles and users kept in storage, checked on write, cached for the request path.
+
+Cached rights are read again after RECHECK seconds; in cluster mode every change is also pushed
+to the other members, which drop their cache at once."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from ..storage import Storage
 from ..storage.es_query import translate
 from .policy import ANONYMOUS, User
 from .rights import OPEN_ROLE, Rights, check_profile, check_role, policy_from
+from .tokens import Tell
 
 ROLES, PROFILES, USERS = "roles", "profiles", "users"
 PROTECTED = ("anonymous", "default", "admin")  # the built-in roles and profiles
@@ -35,6 +39,7 @@ RESTRICTED_ROLES = {
     }},
 }
 RECHECK = 1.0  # seconds a cached user/rights pair is trusted before storage is read again
+SECURITY_CHANGED = "security:changed"  # what a cluster member tells the others
 
 
 def user_from(doc: dict[str, Any]) -> User:
@@ -48,10 +53,18 @@ class SecurityStore:
         self.storage = storage
         self._cache: dict[str, tuple[float, User, Rights, int]] = {}
         self._refreshing: dict[str, asyncio.Task[Any]] = {}
+        self.peers: Tell | None = None  # cluster mode: tells the other members
 
     def forget(self) -> None:
-        """Drop cached rights: called on every security change made in this process."""
+        """Drop cached rights (another member changed users, roles or profiles)."""
         self._cache.clear()
+
+    async def changed(self) -> None:
+        """A user, role or profile changed: drop cached rights here, and on every other
+        member in cluster mode (`peers`)."""
+        self._cache.clear()
+        if self.peers is not None:
+            await self.peers(SECURITY_CHANGED, {})
 
     async def bootstrap(self) -> None:
         """The roles and profiles anonymous, default and admin always exist."""
@@ -72,7 +85,7 @@ class SecurityStore:
             doc = await self.storage.create(ROLES, body, id=role_id)
         else:
             doc = await self.storage.create_or_replace(ROLES, role_id, body)
-        self.forget()
+        await self.changed()
         return {"_id": doc["_id"], "_source": body}
 
     async def get_role(self, role_id: str) -> dict[str, Any]:
@@ -93,7 +106,7 @@ class SecurityStore:
         if await self.storage.count(PROFILES, translate({"term": {"policies.roleId": role_id}})):
             raise errors.get("security.role.in_use", role_id)
         await self.storage.delete(ROLES, role_id)
-        self.forget()
+        await self.changed()
 
     # -- profiles ----------------------------------------------------------------------------
 
@@ -108,7 +121,7 @@ class SecurityStore:
             doc = await self.storage.create(PROFILES, body, id=profile_id)
         else:
             doc = await self.storage.create_or_replace(PROFILES, profile_id, body)
-        self.forget()
+        await self.changed()
         return {"_id": doc["_id"], "_source": body}
 
     async def get_profile(self, profile_id: str) -> dict[str, Any]:
@@ -138,7 +151,7 @@ class SecurityStore:
                 await self.storage.update(USERS, user["_id"],
                                           {"profileIds": left or ["anonymous"]})
             await self.storage.delete(PROFILES, profile_id)
-        self.forget()
+        await self.changed()
 
     # -- users -------------------------------------------------------------------------------
 
@@ -154,13 +167,13 @@ class SecurityStore:
             doc = await self.storage.create(USERS, content, id=kuid)
         except errors.BadRequestError:
             raise errors.get("security.user.already_exists", kuid) from None
-        self.forget()
+        await self.changed()
         return user_from(doc)
 
     async def replace_user(self, kuid: str, content: Any) -> User:
         content = await self._check_user(kuid, content)
         doc = await self.storage.create_or_replace(USERS, kuid, content)
-        self.forget()
+        await self.changed()
         return user_from(doc)
 
     async def get_user(self, kuid: str) -> User:
@@ -177,7 +190,7 @@ class SecurityStore:
     async def delete_user(self, kuid: str) -> None:
         await self.get_user(kuid)
         await self.storage.delete(USERS, kuid)
-        self.forget()
+        await self.changed()
 
     async def all_roles(self) -> list[dict[str, Any]]:
         return await self._all(ROLES)
@@ -208,7 +221,11 @@ class SecurityStore:
     async def _refresh(self, kuid: str) -> None:
         try:
             await self.user_rights(kuid, fresh=True)
-        except Exception:  # deleted user, storage down: forget, the next request will say
+        except errors.GatewayError as exc:
+            if exc.status != 503:  # deleted user: forget, the next request will say
+                self._cache.pop(kuid, None)
+            # storage unreachable: the last rights known stay until it is back
+        except Exception:
             self._cache.pop(kuid, None)
         finally:
             self._refreshing.pop(kuid, None)

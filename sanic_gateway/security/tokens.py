@@ -3,7 +3,9 @@
 Signed with joserfc, Authlib's JOSE implementation (Authlib 1.7 deprecated its own
 `authlib.jose` in its favour). The algorithm is pinned: a token whose header names another
 algorithm, `none` included, is refused before its signature is even looked at. Revocations are
-stored (so every worker and node sees them) and cached here for `RECHECK` seconds.
+stored (so every worker and node sees them) and cached here for `RECHECK` seconds. In cluster
+mode (`cluster.redis`) each revocation is also pushed to every other member at once (`peers`),
+so `RECHECK` only matters while Redis is unreachable.
 
 What this process caches is bounded (security/bounded.py): verified tokens and "not revoked"
 answers by time (`RECHECK`) and by number; revocations it knows of until the token would have
@@ -16,11 +18,13 @@ with `singleUse`: a stored entry taken, atomically, by their first verification)
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +47,9 @@ RECHECK = 1.0  # seconds a verified token is trusted before storage is asked aga
 VERIFIED_MAX = 10_000  # verified tokens kept (those used in the last RECHECK seconds at most)
 CHECKED_MAX = 10_000  # "not revoked" answers kept, likewise
 REVOKED_MAX = 100_000  # revocations kept here (the soonest to expire go first beyond)
+# what a cluster member tells the others (topic, payload); see cluster/security.py
+TOKEN_REVOKED, USER_TOKENS_REVOKED = "security:tokenRevoked", "security:userTokensRevoked"
+Tell = Callable[[str, dict[str, Any]], Awaitable[Any]]
 # the longest `expiresIn` a login may ask (100 years): beyond, `exp` stops being a sane number
 MAX_EXPIRES_IN = 100 * 365 * 86400.0
 _MILLISECONDS = re.compile(r"-?\d+(\.\d+)?")
@@ -82,6 +89,7 @@ class Tokens:
         self._checked = RecentMap(RECHECK, CHECKED_MAX)
         self._verified = RecentMap(RECHECK, VERIFIED_MAX)  # raw JWT -> (Token, when verified)
         self._revoked = ExpiringSet(REVOKED_MAX)  # jti -> when the token expires
+        self.peers: Tell | None = None  # cluster mode: tells the other members
 
     async def start(self) -> None:
         """Use the configured secret, or one generated once and kept in storage, so that
@@ -91,8 +99,10 @@ class Tokens:
             try:
                 doc = await self.storage.get(SETTINGS, "jwt_secret")
             except errors.NotFoundError:
-                doc = await self.storage.create_or_replace(
-                    SETTINGS, "jwt_secret", {"secret": secrets.token_urlsafe(48)})
+                # created only if absent: members starting together end with the same key
+                with contextlib.suppress(errors.BadRequestError):
+                    await self.storage.create(SETTINGS, {"secret": secrets.token_urlsafe(48)},
+                                              id="jwt_secret")
                 doc = await self.storage.get(SETTINGS, "jwt_secret")
             secret = doc["_source"]["secret"]
         elif len(secret) < MIN_SECRET_LENGTH:
@@ -171,7 +181,14 @@ class Tokens:
         token = self.cached(encoded)
         if token is not None:
             return token
-        token = await self._decode(encoded)
+        try:
+            token = await self._decode(encoded)
+        except errors.GatewayError as exc:
+            if exc.status == 503:  # storage unreachable: what was verified lately still is
+                known = self._last_known(encoded)
+                if known is not None:
+                    return known
+            raise
         if token.singleUse:  # never cached: its one use is taken in storage, atomically
             if await self.storage.take(SINGLE_USE, token._id) is None:
                 raise errors.get("security.token.invalid")
@@ -188,11 +205,25 @@ class Tokens:
         if found is None:
             return None
         token, checked_at = found
-        if time.monotonic() - checked_at >= RECHECK or token._id in self._revoked:
+        if token._id in self._revoked:
             del self._verified[encoded]
+            return None
+        if time.monotonic() - checked_at >= RECHECK:  # kept: `_last_known` may use it
             return None
         if token.expiresAt is not None and token.expiresAt <= time.time() * 1000:
             raise errors.get("security.token.expired")
+        return token
+
+    def _last_known(self, encoded: str) -> Token | None:
+        """A token verified before storage became unreachable, neither revoked here (nor,
+        in cluster mode, by another member) nor expired since: trusted while storage is down,
+        so that requests that do not need storage are still served."""
+        found = self._verified.get(encoded)
+        if found is None or found[0]._id in self._revoked:
+            return None
+        token = found[0]
+        if token.expiresAt is not None and token.expiresAt <= time.time() * 1000:
+            return None
         return token
 
     async def _decode(self, encoded: str) -> Token:
@@ -262,19 +293,37 @@ class Tokens:
         ttl = None if token.expiresAt is None else max(1.0, token.ttl / 1000 + 1)
         await self.storage.create_or_replace(REVOKED, token._id, {"userId": token.userId},
                                              ttl=ttl)
+        if self.peers is not None:
+            await self.peers(TOKEN_REVOKED, {"jti": token._id, "exp": (
+                None if token.expiresAt is None else token.expiresAt / 1000)})
+
+    def revoked_elsewhere(self, jti: str, exp: float | None) -> None:
+        """Another member revoked token `jti` (expiring at `exp`): refuse it here too."""
+        self._revoked.add(jti, exp, time.time())
+        self._checked.pop(jti, None)
 
     def forget(self, jti: str) -> None:
         """Refuse token `jti` in this process from now on, cached verification included (a
-        deleted API key); other processes see the storage within RECHECK seconds."""
+        deleted API key); other processes see the storage within RECHECK seconds, or at once
+        in cluster mode once `tell_forgotten` has been awaited."""
         now = time.time()
         self._revoked.add(jti, now + 60 * RECHECK, now)  # storage says it from then on
         self._checked.pop(jti, None)
 
+    async def tell_forgotten(self, jti: str) -> None:
+        """Cluster mode: the other members forget token `jti` too."""
+        if self.peers is not None:
+            await self.peers(TOKEN_REVOKED, {"jti": jti, "exp": time.time() + 60 * RECHECK})
+
+    def clear(self) -> None:
+        """Drop every cached verification: each token is checked against storage again."""
+        self._checked.clear()
+        self._verified.clear()
+
     async def revoke_all(self, kuid: str, *, keep_api_keys: bool = False) -> None:
         """Every token of `kuid` issued until now: logout with `global` (API keys kept, as in
         Kuzzle), user deleted (API keys deleted too)."""
-        self._checked.clear()
-        self._verified.clear()
+        self.clear()
         now = time.time()
         try:
             marks = dict((await self.storage.get(REVOKED_BEFORE, kuid))["_source"])
@@ -285,3 +334,6 @@ class Tokens:
             marks["apikeys_before"] = now
             await self.storage.delete_by_query(APIKEYS, {"equals": {"userId": kuid}})
         await self.storage.create_or_replace(REVOKED_BEFORE, kuid, marks)
+        self.clear()  # a check that started before the write must not be kept
+        if self.peers is not None:
+            await self.peers(USER_TOKENS_REVOKED, {"kuid": kuid})

@@ -1,0 +1,330 @@
+"""The cluster's message bus and membership, over Redis (pub/sub, a hash, atomic scripts).
+
+Every server process (each worker of each node) is one member with its own `node_id`. Messages
+go through two pub/sub channels per member: the broadcast channel every member listens to and
+its own channel (`send(..., to=[ids])`). Pub/sub delivers at most once: what is published while
+Redis is down, or while a member is reconnecting, is lost, which is why `on_reconnect` exists:
+a member that reconnects re-publishes its state (storage stays the truth for security).
+
+Membership: each member writes its description with a heartbeat time (Redis' own clock, so
+members on machines whose clocks differ agree) into one hash, every `heartbeat` seconds, and
+reads the hash back; a member whose beat is older than `node_timeout` is dropped (killed with -9,
+frozen, cut off), one that stops cleanly says so at once. While Redis is unreachable nothing is
+judged: membership resumes, with a grace of `node_timeout`, once it is back.
+
+One supervising task keeps the subscription and the heartbeat alive; it reconnects by itself.
+`send` never raises: with Redis down it logs once per outage and returns False.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+log = logging.getLogger("sanic_gateway.cluster")
+
+Handler = Callable[[str, dict[str, Any]], Any]
+# what is worth retrying: Redis gone, refusing, timing out, or answering garbage
+REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError, ConnectionError)
+JOINED, LEFT = "cluster:joined", "cluster:left"  # the bus's own topics
+RETRY_DELAY = 0.5  # seconds between two reconnection attempts
+
+
+class ClusterStartError(Exception):
+    """Redis cannot be reached when the server starts: the message is the line shown."""
+
+
+class Cluster:
+    def __init__(self, url: str, *, prefix: str = "sanic-gateway", heartbeat: float = 1.0,
+                 node_timeout: float = 3.0, command_timeout: float = 1.0) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.heartbeat = heartbeat
+        self.node_timeout = max(node_timeout, 2 * heartbeat)
+        self.node_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.redis: aioredis.Redis = aioredis.from_url(
+            url, socket_timeout=command_timeout, socket_connect_timeout=command_timeout,
+            health_check_interval=0, retry_on_timeout=False,
+            # no silent reconnection: a lost connection is an outage the supervisor handles
+            # (a pub/sub connection re-subscribed behind our back would hide lost messages)
+            retry=Retry(NoBackoff(), 0))
+        self.healthy = False
+        self.on_member_joined: list[Callable[[str], Any]] = []
+        self.on_member_left: list[Callable[[str], Any]] = []
+        self.on_reconnect: list[Callable[[], Any]] = []
+        # each returns a dict merged into this member's description at every heartbeat
+        self.describers: list[Callable[[], dict[str, Any]]] = []
+        self.started_at = time.time()
+        self._handlers: dict[str, list[Handler]] = {}
+        self._members: dict[str, dict[str, Any]] = {}  # node id -> description (self included)
+        self._broadcast = self.key("bus", "all")
+        self._own = self.key("bus", "node", self.node_id)
+        self._members_key = self.key("members")
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._outage_logged = False
+        self._grace_until = 0.0  # Redis clock: no member is judged dead before
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def key(self, *parts: str) -> str:
+        """A Redis key of this cluster: `<prefix>:part:part`."""
+        return ":".join((self.prefix, *parts))
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def on(self, topic: str, handler: Handler) -> None:
+        """Call `handler(sender_node_id, payload)` (sync or async) for each message on
+        `topic` sent by another member. Handlers run in arrival order; keep them short."""
+        self._handlers.setdefault(topic, []).append(handler)
+
+    async def send(self, topic: str, payload: dict[str, Any],
+                   to: Iterable[str] | None = None) -> bool:
+        """Publish `payload` (JSON-serializable) on `topic` to every other member (`to` None)
+        or to those members. False (logged once per outage) when Redis cannot take it."""
+        data = orjson.dumps({"s": self.node_id, "t": topic, "p": payload})
+        try:
+            if to is None:
+                await self.redis.publish(self._broadcast, data)
+            else:
+                targets = [t for t in to if t != self.node_id]
+                if len(targets) == 1:
+                    await self.redis.publish(self.key("bus", "node", targets[0]), data)
+                elif targets:
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        for target in targets:
+                            pipe.publish(self.key("bus", "node", target), data)
+                        await pipe.execute()
+        except REDIS_ERRORS as exc:
+            self.failed(exc)
+            return False
+        return True
+
+    def failed(self, exc: BaseException) -> None:
+        """A Redis command failed: say so once per outage (the supervisor sees it too)."""
+        if not self._outage_logged:
+            self._outage_logged = True
+            log.warning("cluster: Redis %s unreachable (%s: %s); serving on with what does "
+                        "not need it, retrying", self.safe_url, type(exc).__name__, exc)
+
+    @property
+    def safe_url(self) -> str:
+        from ..api.serverinfo import without_credentials
+
+        return without_credentials(self.url)
+
+    async def _dispatch(self, data: bytes) -> None:
+        try:
+            message = orjson.loads(data)
+            sender, topic, payload = message["s"], message["t"], message["p"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            log.warning("cluster: a malformed message was ignored")
+            return
+        if sender == self.node_id:
+            return
+        if topic == LEFT:
+            self._drop(sender)
+        elif topic == JOINED and isinstance(payload, dict):
+            self._add(sender, payload)
+        for handler in self._handlers.get(topic, ()):
+            try:
+                out = handler(sender, payload)
+                if inspect.isawaitable(out):
+                    await out
+            except Exception:
+                log.exception("cluster: handler of %r failed", topic)
+
+    # -- membership --------------------------------------------------------------------------
+
+    def members(self) -> dict[str, dict[str, Any]]:
+        """Live members, this one included: node id -> description (host, pid, started and
+        what `describers` add: protocols, connection counts...)."""
+        members = dict(self._members)
+        members[self.node_id] = self.describe()
+        return members
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(),
+                                "started": int(self.started_at * 1000)}
+        for describer in self.describers:
+            try:
+                info.update(describer())
+            except Exception:
+                log.exception("cluster: a member description failed")
+        return info
+
+    def _add(self, node: str, info: dict[str, Any]) -> None:
+        if node == self.node_id:
+            return
+        known = node in self._members
+        self._members[node] = info
+        if not known:
+            log.info("cluster: member %s joined", node)
+            self._fire(self.on_member_joined, node)
+
+    def _drop(self, node: str) -> None:
+        if self._members.pop(node, None) is not None:
+            log.info("cluster: member %s left", node)
+            self._fire(self.on_member_left, node)
+
+    def _fire(self, callbacks: list[Callable[..., Any]], *args: Any) -> None:
+        for callback in callbacks:
+            try:
+                out = callback(*args)
+                if inspect.isawaitable(out):
+                    task = asyncio.ensure_future(out)
+                    self._background.add(task)
+                    task.add_done_callback(self._finished)
+            except Exception:
+                log.exception("cluster: a membership callback failed")
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("cluster: a membership callback failed", exc_info=task.exception())
+
+    async def _beat(self) -> None:
+        """Write this member's beat, read everyone's, drop the silent ones."""
+        info = self.describe()
+        seconds, micros = await self.redis.time()
+        now = seconds + micros / 1e6
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self._members_key, self.node_id,
+                      orjson.dumps({"beat": now, "info": info}))
+            pipe.hgetall(self._members_key)
+            entries = (await pipe.execute())[1]
+        seen = set()
+        dead = []
+        for raw_id, raw in entries.items():
+            node = raw_id.decode()
+            if node == self.node_id:
+                continue
+            try:
+                entry = orjson.loads(raw)
+                beat, described = float(entry["beat"]), entry["info"]
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                dead.append(raw_id)
+                continue
+            if now - beat > self.node_timeout:
+                if now >= self._grace_until:
+                    dead.append(raw_id)
+                continue
+            seen.add(node)
+            self._add(node, described)
+        if dead:
+            await self.redis.hdel(self._members_key, *dead)
+        if now >= self._grace_until:
+            for node in [n for n in self._members if n not in seen]:
+                self._drop(node)
+
+    # -- life --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (ClusterStartError if Redis cannot be reached), join, then keep the
+        subscription and the heartbeat alive in the background."""
+        try:
+            await self.redis.ping()
+            pubsub = await self._subscribe()
+            await self._beat()
+        except REDIS_ERRORS as exc:
+            await self.redis.aclose()
+            raise ClusterStartError(f"cluster.redis {self.safe_url}: cannot connect: "
+                                    f"{type(exc).__name__}: {exc}") from exc
+        self.healthy = True
+        await self.send(JOINED, self.describe())
+        self._task = asyncio.get_running_loop().create_task(self._supervise(pubsub))
+
+    async def stop(self) -> None:
+        """Leave: the others drop this member at once."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *REDIS_ERRORS):
+                await self._task
+            self._task = None
+        with contextlib.suppress(*REDIS_ERRORS):
+            if self.healthy:
+                await self.redis.hdel(self._members_key, self.node_id)
+                await self.send(LEFT, {})
+        for task in list(self._background):
+            task.cancel()
+        self.healthy = False
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.redis.aclose()
+
+    async def _subscribe(self) -> aioredis.client.PubSub:
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self._broadcast, self._own)
+        except BaseException:
+            await pubsub.aclose()
+            raise
+        return pubsub
+
+    async def _supervise(self, pubsub: aioredis.client.PubSub | None) -> None:
+        """Read messages and beat; on a failure, mark unhealthy and reconnect until it works,
+        then fire on_reconnect."""
+        while not self._stopping:
+            try:
+                if pubsub is None:
+                    # connections opened before the outage are dead: none is used again
+                    await self.redis.connection_pool.disconnect()
+                    pubsub = await self._subscribe()
+                    self._grace_until = time.time() + self.node_timeout  # refined below
+                    seconds, _ = await self.redis.time()
+                    self._grace_until = seconds + self.node_timeout
+                    await self._beat()
+                    self.healthy = True
+                    self._outage_logged = False
+                    log.warning("cluster: Redis %s reachable again", self.safe_url)
+                    await self.send(JOINED, self.describe())
+                    self._fire(self.on_reconnect)
+                await self._serve(pubsub)
+            except asyncio.CancelledError:
+                if pubsub is not None:
+                    with contextlib.suppress(*REDIS_ERRORS):
+                        await pubsub.aclose()
+                raise
+            except REDIS_ERRORS as exc:
+                self.healthy = False
+                self.failed(exc)
+                if pubsub is not None:
+                    with contextlib.suppress(*REDIS_ERRORS):
+                        await pubsub.aclose()
+                    pubsub = None
+                await asyncio.sleep(RETRY_DELAY)
+            except Exception:  # a bug: say it, then go on as after an outage
+                log.exception("cluster: bus failure")
+                self.healthy = False
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
+                    pubsub = None
+                await asyncio.sleep(RETRY_DELAY)
+
+    async def _serve(self, pubsub: aioredis.client.PubSub) -> None:
+        """Dispatch messages as they come; beat every `heartbeat` seconds."""
+        loop = asyncio.get_running_loop()
+        next_beat = loop.time() + self.heartbeat
+        while True:
+            wait = max(0.0, next_beat - loop.time())
+            message = await pubsub.get_message(timeout=wait)
+            if message is not None and message.get("type") == "message":
+                await self._dispatch(message["data"])
+            if loop.time() >= next_beat:
+                await self._beat()
+                self.healthy = True
+                next_beat = loop.time() + self.heartbeat
