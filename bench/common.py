@@ -132,13 +132,25 @@ def pinned(cmd: list[str], core: int) -> list[str]:
 
 
 def process_cpu(pid: int) -> Callable[[], float]:
-    """A function answering the CPU seconds (user + system) process `pid` has used so far:
-    CPU time per request stays meaningful on a machine other work shares, rates do not."""
+    """A function answering the CPU seconds (user + system) process `pid` and its descendants
+    (`run`'s workers, forked by its supervisor) have used so far: CPU time per request stays
+    meaningful on a machine other work shares, rates do not."""
     tick = os.sysconf("SC_CLK_TCK")
 
     def read() -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / tick
+        stats: dict[int, list[str]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stats[int(entry.name)] = (entry / "stat").read_text().rpartition(")")[2].split()
+                except OSError:  # gone meanwhile
+                    continue
+        tree, grew = {pid}, True
+        while grew:
+            found = {p for p, fields in stats.items() if int(fields[1]) in tree} - tree
+            tree |= found
+            grew = bool(found)
+        return sum(int(stats[p][11]) + int(stats[p][12]) for p in tree if p in stats) / tick
     return read
 
 

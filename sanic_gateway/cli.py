@@ -134,8 +134,11 @@ def _run(args: argparse.Namespace, gateway: Gateway, source: ConfigSource) -> in
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     url = f"http://{shown}:{bound_port}"
-    from .workers import Supervisor
+    from .reloader import PARENT_ENV
+    from .workers import Supervisor, die_with_parent
 
+    if parent := os.environ.pop(PARENT_ENV, ""):  # run by `--reload`: end with it
+        die_with_parent(int(parent))
     previous = gateway
 
     def rebuild() -> tuple[Gateway, int] | None:

@@ -87,8 +87,12 @@ def check(config: str) -> tuple[bool, set[Path]]:
     return done.returncode == 0, files
 
 
+PARENT_ENV = "SANIC_GATEWAY_PARENT_PID"  # the server stops when this process dies
+
+
 def start(run_args: list[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "sanic_gateway", *run_args])
+    return subprocess.Popen([sys.executable, "-m", "sanic_gateway", *run_args],
+                            env={**os.environ, PARENT_ENV: str(os.getpid())})
 
 
 def stop(server: subprocess.Popen[bytes] | None) -> int:

@@ -3,6 +3,7 @@ in development, and the supervisor keeping its workers alive. Real processes thr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -99,6 +100,25 @@ class Server:
         return "\n".join(self.lines)
 
 
+@pytest.fixture
+def launch():
+    """Start servers; whatever a failing test leaves running is stopped, workers included."""
+    started: list[Server] = []
+
+    def start(cwd: Path, *args: str) -> Server:
+        started.append(Server(cwd, *args))
+        return started[-1]
+
+    yield start
+    for server in started:
+        workers = server.children()
+        if server.proc.poll() is None:
+            server.stop()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+
 def children(pid: int) -> set[int]:
     found = set()
     for entry in Path("/proc").iterdir():
@@ -138,9 +158,9 @@ def check_output(tmp_path: Path) -> list[str]:
 
 # -- SIGHUP -----------------------------------------------------------------------------------
 
-def test_sighup_switches_to_a_valid_config_without_dropping_a_connection(tmp_path):
+def test_sighup_switches_to_a_valid_config_without_dropping_a_connection(tmp_path, launch):
     write(tmp_path)
-    server = Server(tmp_path, "--workers", "2")
+    server = launch(tmp_path, "--workers", "2")
     failures: list[str] = []
     answered: list[int] = []
     stop_loop = threading.Event()
@@ -215,9 +235,9 @@ def test_sighup_switches_to_a_valid_config_without_dropping_a_connection(tmp_pat
     assert "Traceback" not in out
 
 
-def test_sighup_with_an_invalid_config_keeps_serving_the_old_one(tmp_path):
+def test_sighup_with_an_invalid_config_keeps_serving_the_old_one(tmp_path, launch):
     write(tmp_path)
-    server = Server(tmp_path)
+    server = launch(tmp_path)
     good = (tmp_path / "gateway.yaml").read_text()
     (tmp_path / "gateway.yaml").write_text(good.replace("drain_timeout: 3s",
                                                         "drain_timeout: soon"))
@@ -237,9 +257,9 @@ def test_sighup_with_an_invalid_config_keeps_serving_the_old_one(tmp_path):
 
 # -- a worker that dies, a supervisor that is killed ------------------------------------------
 
-def test_a_killed_worker_is_restarted_and_the_others_keep_serving(tmp_path):
+def test_a_killed_worker_is_restarted_and_the_others_keep_serving(tmp_path, launch):
     write(tmp_path)
-    server = Server(tmp_path, "--workers", "2")
+    server = launch(tmp_path, "--workers", "2")
     server.wait_line(lambda x: "(2 workers)" in x)
     first = server.children()
     assert len(first) == 2
@@ -258,9 +278,36 @@ def test_a_killed_worker_is_restarted_and_the_others_keep_serving(tmp_path):
     assert server.count("exited unexpectedly") == 1
 
 
-def test_a_supervisor_killed_with_sigkill_leaves_no_worker(tmp_path):
+def test_a_worker_failing_again_and_again_is_restarted_ever_more_slowly(tmp_path, launch):
     write(tmp_path)
-    server = Server(tmp_path, "--workers", "2")
+    plugin = tmp_path / "hello.py"
+    plugin.write_text(plugin.read_text() + textwrap.dedent("""
+        def init(self, config, context):
+            if os.path.exists("broken"):
+                raise RuntimeError("cannot start now")
+        Hello.init = init
+    """))
+    server = launch(tmp_path)
+    server.wait_line(lambda x: "(1 worker)" in x)
+    (tmp_path / "broken").write_text("")
+    [worker] = server.children()
+    os.kill(worker, signal.SIGKILL)
+    server.wait_line(lambda x: "restarting it in 2s" in x)  # 0.5 s, then 1 s, then 2 s
+    (tmp_path / "broken").unlink()
+    server.wait_line(lambda x: "Worker ready" in x and str(worker) not in x
+                     and x != server.lines[0], timeout=30)
+    assert httpx.get(f"{server.base}{PID}", timeout=10).status_code == 200
+    out = server.stop()
+    assert server.proc.returncode == 0, out
+    deaths = [x for x in server.lines if "exited unexpectedly" in x]
+    assert [x.split(": restarting it in ")[1] for x in deaths] == ["0.5s", "1s", "2s"], out
+    assert "(killed by SIGKILL)" in deaths[0] and "(code 1)" in deaths[1]
+    assert server.count("init failed: RuntimeError: cannot start now") == 2
+
+
+def test_a_supervisor_killed_with_sigkill_leaves_no_worker(tmp_path, launch):
+    write(tmp_path)
+    server = launch(tmp_path, "--workers", "2")
     server.wait_line(lambda x: "(2 workers)" in x)
     workers = server.children()
     assert len(workers) == 2
@@ -275,9 +322,9 @@ def test_a_supervisor_killed_with_sigkill_leaves_no_worker(tmp_path):
 
 # -- run --reload -----------------------------------------------------------------------------
 
-def test_reload_flag_restarts_on_a_plugin_edit_and_waits_out_an_invalid_config(tmp_path):
+def test_reload_flag_restarts_on_a_plugin_edit_and_waits_out_an_invalid_config(tmp_path, launch):
     write(tmp_path)
-    server = Server(tmp_path, "--reload")
+    server = launch(tmp_path, "--reload")
 
     def version() -> int:
         return httpx.get(f"{server.base}{PID}", timeout=10).json()["result"]["version"]
