@@ -165,12 +165,15 @@ class Supervisor:
             if pid == 0:
                 return
             worker = self.workers.pop(pid, None)
-            if worker is None:
-                continue
-            if worker.ready_fd is not None:
-                os.close(worker.ready_fd)
-                worker.ready_fd = None
-            self._ended(worker, os.waitstatus_to_exitcode(status))
+            if worker is not None:
+                self._gone(worker)
+                self._ended(worker, os.waitstatus_to_exitcode(status))
+
+    def _gone(self, worker: Worker) -> None:
+        """`worker` was reaped: what it held in the supervisor is released."""
+        if worker.ready_fd is not None:
+            os.close(worker.ready_fd)
+            worker.ready_fd = None
 
     def _ended(self, worker: Worker, code: int) -> None:
         if self.stopping:
