@@ -131,6 +131,15 @@ def pinned(cmd: list[str], core: int) -> list[str]:
     return ["taskset", "-c", str(core), *cmd] if shutil.which("taskset") else cmd
 
 
+def worker_pid(pid: int) -> int:
+    """The process that serves, for a server started as `pid`: `sanic-gateway run` is a
+    supervisor that forks its worker (the first child, with one worker); any other server
+    serves itself. Call it once the server is ready."""
+    children = sorted(int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                      for child in (task / "children").read_text().split())
+    return children[0] if children else pid
+
+
 def process_cpu(pid: int) -> Callable[[], float]:
     """A function answering the CPU seconds (user + system) process `pid` and its descendants
     (`run`'s workers, forked by its supervisor) have used so far: CPU time per request stays

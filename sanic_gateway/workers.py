@@ -14,8 +14,8 @@ its logs, its one-line errors and its exit codes are the same whatever the numbe
   and the current workers keep serving. Valid, workers of the new configuration start (the
   first alone, as at start) on the same socket; once all are ready, the old ones drain (see
   drain.py); a new worker that fails before it is ready cancels the reload.
-- SIGTERM or SIGINT stop every worker gracefully. Workers ask the kernel for SIGTERM when the
-  supervisor dies (PR_SET_PDEATHSIG), so even a supervisor killed with SIGKILL leaves none.
+- SIGTERM or SIGINT stop every worker gracefully. Workers ask the kernel to kill them when
+  the supervisor dies (PR_SET_PDEATHSIG), so even a supervisor killed with SIGKILL leaves none.
 """
 
 from __future__ import annotations
@@ -329,12 +329,14 @@ class Supervisor:
 
 
 def die_with_parent(parent: int) -> None:
-    """SIGTERM (a graceful stop) when the supervisor dies, however it dies (Linux)."""
+    """Killed (SIGKILL) when process `parent` dies, however it dies (Linux), as hook worker
+    processes are: a supervisor killed with SIGKILL takes its workers with it at once, and
+    they take their hook workers."""
     with contextlib.suppress(Exception):
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:  # the supervisor died before the line above
         os._exit(0)
 
