@@ -255,6 +255,31 @@ def test_sighup_with_an_invalid_config_keeps_serving_the_old_one(tmp_path, launc
     assert "reloaded" not in out
 
 
+def test_a_new_worker_failing_its_init_cancels_the_reload(tmp_path, launch):
+    write(tmp_path)
+    plugin = tmp_path / "hello.py"
+    plugin.write_text(plugin.read_text() + textwrap.dedent("""
+        def init(self, config, context):
+            if os.path.exists("broken"):
+                raise RuntimeError("cannot start now")
+        Hello.init = init
+    """))
+    server = launch(tmp_path)
+    server.wait_line(lambda x: "(1 worker)" in x)
+    [worker] = server.children()
+    (tmp_path / "broken").write_text("")
+    server.proc.send_signal(signal.SIGHUP)
+    line = server.wait_line(lambda x: "reload cancelled" in x)
+    assert line.endswith("exited (code 1) before it was ready; the previous configuration "
+                         "is still served")
+    assert server.children() == {worker}
+    assert httpx.get(f"{server.base}{PID}", timeout=10).json()["result"]["pid"] == worker
+    out = server.stop()
+    assert server.proc.returncode == 0, out
+    assert server.count("init failed: RuntimeError: cannot start now") == 1
+    assert "reloaded" not in out and "exited unexpectedly" not in out
+
+
 # -- a worker that dies, a supervisor that is killed ------------------------------------------
 
 def test_a_killed_worker_is_restarted_and_the_others_keep_serving(tmp_path, launch):
