@@ -131,14 +131,35 @@ def pinned(cmd: list[str], core: int) -> list[str]:
     return ["taskset", "-c", str(core), *cmd] if shutil.which("taskset") else cmd
 
 
+def worker_pid(pid: int) -> int:
+    """The process that serves, for a server started as `pid`: `sanic-gateway run` is a
+    supervisor that forks its worker (the first child, with one worker); any other server
+    serves itself. Call it once the server is ready."""
+    children = sorted(int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                      for child in (task / "children").read_text().split())
+    return children[0] if children else pid
+
+
 def process_cpu(pid: int) -> Callable[[], float]:
-    """A function answering the CPU seconds (user + system) process `pid` has used so far:
-    CPU time per request stays meaningful on a machine other work shares, rates do not."""
+    """A function answering the CPU seconds (user + system) process `pid` and its descendants
+    (`run`'s workers, forked by its supervisor) have used so far: CPU time per request stays
+    meaningful on a machine other work shares, rates do not."""
     tick = os.sysconf("SC_CLK_TCK")
 
     def read() -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / tick
+        stats: dict[int, list[str]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stats[int(entry.name)] = (entry / "stat").read_text().rpartition(")")[2].split()
+                except OSError:  # gone meanwhile
+                    continue
+        tree, grew = {pid}, True
+        while grew:
+            found = {p for p, fields in stats.items() if int(fields[1]) in tree} - tree
+            tree |= found
+            grew = bool(found)
+        return sum(int(stats[p][11]) + int(stats[p][12]) for p in tree if p in stats) / tick
     return read
 
 

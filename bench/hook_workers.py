@@ -128,7 +128,8 @@ def measure(work: Path, threads: int, load: float,
                         url=f"http://127.0.0.1:{port}/_/bench/hello")
     pacer = None
     try:
-        moved = hook_worker_pids(proc.pid)
+        server = common.worker_pid(proc.pid)  # the supervisor's worker
+        moved = hook_worker_pids(server)
         for pid in moved:
             os.sched_setaffinity(pid, {CLIENT_CORE})
         url = f"http://127.0.0.1:{port}/_/bench/hello"
@@ -136,9 +137,9 @@ def measure(work: Path, threads: int, load: float,
             pacer = Pacer(port, load)
             pacer.start()
         common.wrk(url, 2, args.connections)  # warm-up
-        cpu = cpu_seconds(proc.pid)
+        cpu = cpu_seconds(server)
         out = common.wrk(url, args.duration, args.connections)
-        cpu = cpu_seconds(proc.pid) - cpu
+        cpu = cpu_seconds(server) - cpu
         match = re.search(r"(\d+) requests in", out)
         assert match, out
         note = f"hook workers {moved} on core {CLIENT_CORE}" if moved else "no hook worker"

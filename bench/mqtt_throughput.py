@@ -150,7 +150,7 @@ def main() -> int:
         proc = common.serve(cmd, work, http_port, work / "server.log")
         try:
             common.wait_ready(proc, mqtt_port, work / "server.log")
-            server_cpu = process_cpu(proc.pid)  # taskset execs the server: same pid
+            server_cpu = process_cpu(common.worker_pid(proc.pid))  # the supervisor's worker
             url = f"http://127.0.0.1:{http_port}/_/bench/hello"
             common.wrk(url, 2, args.inflight)  # warm-up
             for _ in range(args.rounds):

@@ -168,7 +168,7 @@ def main() -> int:
             cmd = ["taskset", "-c", "0", *cmd]  # the server on core 0
         proc = common.serve(cmd, work, port, work / "server.log")
         try:
-            server = psutil.Process(proc.pid)  # taskset execs the server: same pid
+            server = psutil.Process(common.worker_pid(proc.pid))  # the supervisor's worker
             rates, per_cpu = [], []
             for _ in range(args.rounds):
                 rate, by_cpu = asyncio.run(run(port, args.subscribers, args.duration,

@@ -77,7 +77,8 @@ def main() -> int:
         proc = common.serve(["taskset", "-c", "0", *common.gateway_cmd(port)], work, port,
                             work / "gateway.log")
         try:
-            before, after, opened = asyncio.run(measure(port, proc.pid, args.connections))
+            server = common.worker_pid(proc.pid)  # the supervisor's worker
+            before, after, opened = asyncio.run(measure(port, server, args.connections))
         finally:
             common.stop(proc)
     per = (after - before) / args.connections

@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gc
 import itertools
 import logging
-import signal
 import socket
 import sys
 from collections.abc import Callable
@@ -19,7 +16,7 @@ from sanic import Sanic
 from sanic.request import Request as SanicRequest
 from sanic.response import HTTPResponse
 
-from . import __version__, logs
+from . import __version__, drain, logs
 from .config import load_config
 from .connections import protocol_for
 from .gateway import Gateway, PluginStartError, StartError
@@ -78,8 +75,6 @@ def create_app(gateway: Gateway, name: str | None = None) -> Sanic:
     async def ready(app: Sanic) -> None:
         if app.ctx.url is None:  # not run by serve(): embedded, or in tests
             return
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, sighup)
         settle_heap()
         if app.ctx.summary:
             log.info("%s", summary(gateway, app.ctx.url, 1))
@@ -138,11 +133,6 @@ def settle_heap() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
-def sighup(*_: object) -> None:
-    log.warning("SIGHUP received and ignored: reloading the configuration is not supported "
-                "yet; restart the server to apply changes")
-
-
 def summary(gateway: Gateway, url: str, workers: int) -> str:
     """The startup line: version, file, where it listens, plugins and protocols."""
     plugins = ", ".join(gateway.plugins) or "none"
@@ -159,9 +149,14 @@ def exit_code(error: BaseException) -> int:
 
 def serve(gateway: Gateway, sock: socket.socket, url: str, *, summary: bool = True,
           on_ready: Callable[[], None] | None = None) -> int:
-    """Run one worker on `sock` until it is stopped; returns the process exit code."""
+    """Run one worker on `sock` until it is stopped; returns the process exit code. Under
+    the supervisor (`on_ready` given), the worker drains on its signal when a reload
+    replaces it."""
     app = create_app(gateway)
     app.ctx.url, app.ctx.summary, app.ctx.on_ready = url, summary, on_ready
+    if on_ready is not None:
+        drain.record_servers(app)
+        drain.install(app)
     quiet = _QuietStartErrors()
     logging.getLogger("sanic.error").addFilter(quiet)
     try:

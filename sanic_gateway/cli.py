@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import logging
 import os
 import signal
 import socket
@@ -18,9 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, logs
-from .app import EXIT_CONFIG, serve, sighup
-from .config import ConfigError, load_config
+from .app import EXIT_CONFIG
+from .config import ConfigError
+from .config_source import ConfigSource, error_lines
 from .gateway import Gateway
+
+log = logging.getLogger("sanic_gateway")
 
 BACKLOG = 1024
 
@@ -68,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=_workers, metavar="N", help="overrides server.workers")
     run.add_argument("--dev", action="store_true",
                      help="debug logs, access log, stack traces in error responses")
+    run.add_argument("--reload", action="store_true",
+                     help="restart when gateway.yaml or a plugin file it loads changes "
+                          "(development)")
     check = sub.add_parser(
         "check", help="validate gateway.yaml and every plugin, then exit",
         description="Validate gateway.yaml, import every plugin and resolve every function it "
@@ -90,13 +97,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.config}: file not found (looked for {path.resolve()}); "
               "pass --config PATH", file=sys.stderr)
         return EXIT_CONFIG
+    if getattr(args, "reload", False):
+        from .reloader import run_with_reload
+
+        return run_with_reload(args.config, [a for a in (argv or sys.argv[1:])
+                                             if a != "--reload"])
+    source = ConfigSource(path, dev=dev)
     try:
-        config = load_config(path)
-        logs.register_config_secrets(config.data)
-        gateway = Gateway.build(config, dev=dev)
+        gateway = source.build()
     except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        print(f"{len(exc.issues)} error(s) in {args.config}", file=sys.stderr)
+        print("\n".join(error_lines(exc, args.config)), file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "check":
         try:
@@ -104,12 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:  # `check | head`: the reader has seen enough
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    return _run(args, gateway)
+    return _run(args, gateway, source)
 
 
-def _run(args: argparse.Namespace, gateway: Gateway) -> int:
+def _run(args: argparse.Namespace, gateway: Gateway, source: ConfigSource) -> int:
     os.environ.setdefault("SANIC_IGNORE_PRODUCTION_WARNING", "true")
-    signal.signal(signal.SIGHUP, sighup)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the supervisor handles it
     server = gateway.config.data["server"]
     host = args.host or server["host"]
     port = args.port if args.port is not None else server["port"]
@@ -124,14 +134,52 @@ def _run(args: argparse.Namespace, gateway: Gateway) -> int:
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     url = f"http://{shown}:{bound_port}"
-    try:
-        if workers == 1:
-            return serve(gateway, sock, url)
-        from .workers import Supervisor
+    from .reloader import PARENT_ENV
+    from .workers import Supervisor, die_with_parent
 
-        return Supervisor(gateway, sock, url, workers).run()
+    if parent := os.environ.pop(PARENT_ENV, ""):  # run by `--reload`: end with it
+        die_with_parent(int(parent))
+    previous = gateway
+
+    def rebuild() -> tuple[Gateway, int] | None:
+        nonlocal previous
+        built = _rebuild(args, source, previous, (bound_host, bound_port))
+        if built is not None:
+            previous = built[0]
+        return built
+
+    try:
+        return Supervisor(gateway, sock, url, workers, rebuild).run()
     finally:
         sock.close()
+
+
+def _rebuild(args: argparse.Namespace, source: ConfigSource, previous: Gateway,
+             bound: tuple[str, int]) -> tuple[Gateway, int] | None:
+    """SIGHUP: gateway.yaml again, checked as `check` does; None (errors logged) when it
+    cannot be served. The listening socket stays: a changed host or port is only reported."""
+    try:
+        gateway = source.build()
+    except ConfigError as exc:
+        for line in error_lines(exc, args.config):
+            log.error("%s", line)
+        log.error("reload refused: the previous configuration is still served")
+        return None
+    server, before = gateway.config.data["server"], previous.config.data["server"]
+    if (args.host is None and server["host"] != before["host"]) or (
+            args.port is None and server["port"] != before["port"]):
+        log.warning("server.host or server.port changed: still listening on %s:%d until "
+                    "the server is restarted", *bound)
+    old_ports = {spec.get("port") for spec in (before.get("protocols") or {}).values()
+                 if isinstance(spec, dict)}
+    added = {name: spec for name, spec in (server.get("protocols") or {}).items()
+             if isinstance(spec, dict) and spec.get("port") not in old_ports}
+    try:
+        check_protocol_ports({"protocols": added}, args.host or server["host"])
+    except StartupError as exc:
+        log.error("reload refused: %s", exc)
+        return None
+    return gateway, args.workers or server["workers"]
 
 
 def raise_open_files_limit(connections: int) -> None:

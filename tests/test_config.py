@@ -55,6 +55,7 @@ def test_an_empty_file_is_all_defaults(tmp_path: Path, text: str) -> None:
             "max_request_size": 1048576,
             "request_timeout": 30.0,
             "keep_alive_timeout": 15.0,
+            "drain_timeout": 30.0,
             "max_connections": 10000,
             "protocols": {
                 "http": {"enabled": True},

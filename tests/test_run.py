@@ -249,19 +249,6 @@ def test_startup_says_what_it_serves_after_binding(tmp_path):
     assert lines.index(ready[0]) > next(i for i, x in enumerate(lines) if "hello from init" in x)
 
 
-# -- signals ----------------------------------------------------------------------------------
-
-def test_sighup_is_logged_and_ignored(tmp_path):
-    (tmp_path / "gateway.yaml").write_text('storage: "sqlite:///:memory:"\n')
-    proc, base = start(tmp_path)
-    proc.send_signal(signal.SIGHUP)
-    time.sleep(0.5)
-    assert httpx.get(f"{base}/_now").status_code == 200
-    out = stop(proc, signal.SIGTERM)
-    assert proc.returncode == 0, out
-    assert "SIGHUP received and ignored" in out
-
-
 # -- --workers N ------------------------------------------------------------------------------
 
 def test_workers_log_like_one_and_stop_on_sigterm(tmp_path):

@@ -38,6 +38,10 @@ DESCRIPTIONS: dict[str, str] = {
                               "counted from its first byte. Beyond, 408 and the connection is "
                               "closed: a client trickling bytes (slowloris) cannot hold a "
                               "connection.",
+    "server.drain_timeout": "After a reload (SIGHUP), how long a worker of the previous "
+                            "configuration keeps its open connections (WebSocket, MQTT) before "
+                            "closing them (1001); it stops earlier once none is left. See "
+                            "[Reload](../operations/reload.md).",
     "server.keep_alive_timeout": "An idle keep-alive connection (and a connection that sends "
                                  "nothing) is closed after this time.",
     "server.max_connections": "Open connections per worker, HTTP and WebSocket alike. One "

@@ -80,6 +80,8 @@ SERVER = _mapping(
         "max_request_size": _size(1048576),
         "request_timeout": {**_duration(30.0), "min": 0.001},
         "keep_alive_timeout": {**_duration(15.0), "min": 0.0},
+        # on a reload, how long an old worker keeps its open connections (WebSockets, MQTT)
+        "drain_timeout": {**_duration(30.0), "min": 0.0},
         "max_connections": {"type": "integer", "min": 0, "default": 10000},
         "protocols": _mapping(PROTOCOLS, allow_unknown=CUSTOM_PROTOCOL, default={}),
     },

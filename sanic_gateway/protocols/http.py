@@ -119,6 +119,7 @@ class HttpAdapter:
                                   or gateway.bus.has_listeners("connection:remove"))
         self.active = 0  # requests being executed (server:metrics)
         self.open_connections: set[Any] = set()  # Sanic's set of live connections, once known
+        self.draining = False  # a reload replaces this worker: each answer closes its connection
         gateway.http = self  # type: ignore[attr-defined]
 
     def install(self, app: Sanic, *, enabled: bool = True,
@@ -208,6 +209,8 @@ class HttpAdapter:
             self.active -= 1
         if self.connection_events:
             self.bus.hook("connection:remove", connection)
+        if self.draining:  # the client's next request goes to a new worker
+            http.stream.keep_alive = False
         return self.response(request)
 
     def _connection_id(self, http: SanicRequest) -> str:

@@ -1,0 +1,62 @@
+"""gateway.yaml turned into a Gateway, and again on a reload, with fresh plugin code.
+
+Building imports the plugins. A reload must see their edited files, so the modules a build
+imported from outside the Python installation (the user's plugin modules, their own helper
+modules, editable installs) are forgotten before the next build; libraries from
+site-packages and the standard library stay (some cannot be imported twice). The same list
+tells `run --reload` which files to watch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import sysconfig
+from pathlib import Path
+
+from . import logs
+from .config import ConfigError, load_config
+from .gateway import Gateway
+
+_INSTALLED = tuple({str(Path(p).resolve()) for key in ("stdlib", "platstdlib", "purelib",
+                                                         "platlib")
+                    if (p := sysconfig.get_paths().get(key))})
+
+
+class ConfigSource:
+    def __init__(self, path: Path, *, dev: bool = False) -> None:
+        self.path, self.dev = path, dev
+        self.modules: dict[str, str] = {}  # plugin module name -> its file
+
+    def build(self) -> Gateway:
+        """A Gateway for the file as it is now; ConfigError lists every problem found."""
+        for name in self.modules:
+            sys.modules.pop(name, None)
+        importlib.invalidate_caches()
+        before = set(sys.modules)
+        try:
+            config = load_config(self.path)
+            logs.register_config_secrets(config.data)
+            return Gateway.build(config, dev=self.dev)
+        finally:
+            found = {name: file for name in set(sys.modules) - before
+                     if (file := _user_file(sys.modules.get(name)))}
+            self.modules.update(found)
+
+    def files(self) -> list[Path]:
+        """gateway.yaml and the plugin files the last build imported."""
+        return [self.path.resolve(), *sorted({Path(f) for f in self.modules.values()})]
+
+
+def _user_file(module: object) -> str | None:
+    file = getattr(module, "__file__", None)
+    name = getattr(module, "__name__", "")
+    if not file or name == "sanic_gateway" or name.startswith("sanic_gateway."):
+        return None
+    resolved = str(Path(file).resolve())
+    return None if resolved.startswith(_INSTALLED) else resolved
+
+
+def error_lines(exc: ConfigError, path: str) -> list[str]:
+    """What `check` prints for an invalid configuration: one line per problem, then a count."""
+    return [*str(exc).splitlines(), f"{len(exc.issues)} error(s) in {path}"]
