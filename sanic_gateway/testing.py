@@ -404,9 +404,14 @@ def _names_a_file(config: Any) -> bool:
 
 
 def _serve_in_thread(gateway: Any, timeout: float) -> RunningGateway:
+    from sanic import Sanic
+
     from .app import create_app
     from .connections import protocol_for
 
+    # Sanic rewrites some of its own methods when an app starts; more than one app in a process
+    # (one per test) needs its test mode, which keeps the originals to rewrite them again.
+    Sanic.test_mode = True
     app = create_app(gateway)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
