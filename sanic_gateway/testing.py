@@ -15,11 +15,13 @@ import itertools
 import json
 import os
 import socket
+import ssl
 import textwrap
 import threading
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Iterator, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,6 +39,13 @@ _numbers = itertools.count(1)
 # -- HTTP -----------------------------------------------------------------------------------------
 
 
+@cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every client: httpx builds one per client otherwise (loading the CA
+    bundle: a quarter of a second each), though the gateway is plain HTTP on loopback."""
+    return ssl.create_default_context()
+
+
 class AsyncHttp:
     """`await http.get("/path")`: each call opens and closes its own httpx client, so nothing
     outlives the test's event loop."""
@@ -48,7 +57,7 @@ class AsyncHttp:
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         async with httpx.AsyncClient(base_url=self.url, headers=self.headers,
-                                     timeout=self.timeout) as client:
+                                     timeout=self.timeout, verify=_tls()) as client:
             return await client.request(method, path, **kwargs)
 
     async def get(self, path: str, **kwargs: Any) -> httpx.Response:
@@ -82,8 +91,8 @@ class SyncHttp:
         self.timeout = timeout
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        with httpx.Client(base_url=self.url, headers=self.headers,
-                          timeout=self.timeout) as client:
+        with httpx.Client(base_url=self.url, headers=self.headers, timeout=self.timeout,
+                          verify=_tls()) as client:
             return client.request(method, path, **kwargs)
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
