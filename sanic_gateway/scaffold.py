@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import yaml
+
 from .config.checks import NAME
 from .yaml_insert import InsertError, insert_entry
 
@@ -50,7 +52,7 @@ def new(kind: str, name: str, directory: Path, *, add: bool = False,
             raise ScaffoldError(f"{path} exists: not overwritten (choose another NAME or --dir)")
     check_not_taken(kind, name, module)
     path_in_yaml = ("plugins",) if kind == "plugin" else ("server", "protocols")
-    values = {"name": name, "module": module, "cls": cls, "port": str(PROTOCOL_PORT)}
+    values = {"name": name, "module": module, "cls": cls, "port": str(_unused_port(config))}
     # the test reads the module from its own folder; gateway.yaml from the file's folder
     test_block = _render(f"{kind}.yaml.tmpl", {**values, "reference": f"{module}:{cls}"})
     yaml_block = _render(f"{kind}.yaml.tmpl",
@@ -127,6 +129,27 @@ def _reference(directory: Path, config: Path, module: str, cls: str) -> str:
         raise ScaffoldError(f"{directory} cannot be imported as a package from {base} "
                             "(each folder must be a Python identifier): choose another --dir")
     return ".".join([*parts, module]) + f":{cls}"
+
+
+def _unused_port(config: Path) -> int:
+    """PROTOCOL_PORT, or the next port gateway.yaml does not give already to the server or a
+    protocol (a second protocol must not be written with the first one's port)."""
+    taken = {7512, 7513, 1883}
+    try:
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        data = None
+    server = data.get("server") if isinstance(data, dict) else None
+    if isinstance(server, dict):
+        taken.add(server.get("port"))
+        protocols = server.get("protocols")
+        for spec in protocols.values() if isinstance(protocols, dict) else ():
+            if isinstance(spec, dict):
+                taken.add(spec.get("port"))
+    port = PROTOCOL_PORT
+    while port in taken:
+        port += 1
+    return port
 
 
 def _added(config: Path, path: tuple[str, ...], name: str, block: str) -> str:

@@ -145,3 +145,12 @@ def test_add_refuses_what_it_cannot_do_safely(tmp_path: Path, yaml_text: str, me
     assert message in done.stderr and "nothing was written" in done.stderr
     assert (tmp_path / "gateway.yaml").read_text() == yaml_text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gateway.yaml"]
+
+
+def test_a_second_protocol_gets_a_port_of_its_own(tmp_path: Path):
+    assert cli("new", "protocol", "one", "--add", cwd=tmp_path).returncode == 0
+    assert cli("new", "protocol", "two", "--add", cwd=tmp_path).returncode == 0
+    text = (tmp_path / "gateway.yaml").read_text()
+    assert "module: one:OneProtocol\n      port: 7600\n" in text
+    assert "module: two:TwoProtocol\n      port: 7601\n" in text
+    assert cli("check", cwd=tmp_path).returncode == 0

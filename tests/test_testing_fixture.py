@@ -219,3 +219,20 @@ def test_sync_tests_need_no_asyncio_plugin(tmp_path: Path) -> None:
     result = run_pytest(project, "-p", "no:asyncio", "-p", "no:anyio", "-k", "test_sync")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+def test_a_folder_plugin_beside_the_yaml_file(start_gateway, tmp_path: Path) -> None:
+    folder = tmp_path / "plugins" / "echo"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text('{"name": "echo", "gatewayVersion": ">=0.1"}')
+    (folder / "__init__.py").write_text(
+        "class Plugin:\n"
+        "    def init(self, config, context):\n        pass\n\n"
+        "    async def echo(self, request):\n        return dict(request.input.body)\n")
+    (tmp_path / "gateway.yaml").write_text(open_with("""
+        plugins:
+          echo: {path: plugins/echo, controllers: {echo: {echo: echo}}}
+    """))
+    gateway = start_gateway(tmp_path / "gateway.yaml")
+    answer = gateway.http_sync.query(controller="echo/echo", action="echo", body={"a": 1})
+    assert answer["result"] == {"a": 1}
