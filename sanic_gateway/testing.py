@@ -359,7 +359,7 @@ class GatewayStarter:
         - `env`: variables for `${VAR}` in the file, over the process's environment;
         - `storage`: "fresh" (default) replaces `storage:` with a new SQLite file in `tmp`;
           None keeps the file's; any other string is the storage URL to use;
-        - `dev`: stack traces in error responses, debug logs (as `run --dev`).
+        - `dev`: stack traces in error responses and an access log (as `run --dev`).
 
         Every port is free and chosen at start: HTTP/WebSocket on 127.0.0.1, and each protocol
         with a `port:` gets 0 (see `RunningGateway.port`). Raises ConfigError with the messages
