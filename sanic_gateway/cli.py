@@ -1,4 +1,4 @@
-"""`sanic-gateway run` and `sanic-gateway check`.
+"""`sanic-gateway run`, `check` and `new`.
 
 Exit codes: 0 stopped normally, 1 a plugin's `init` raised, 2 a usage, configuration or
 startup error (port in use, storage that cannot be opened, ...). Every error is one line
@@ -81,6 +81,22 @@ def _parser() -> argparse.ArgumentParser:
                     "names, without starting anything; print a summary.")
     check.add_argument("--config", default="gateway.yaml", metavar="PATH",
                        help="the configuration file (default: ./gateway.yaml)")
+    new = sub.add_parser(
+        "new", help="write a new plugin or protocol, with its test",
+        description="Write a commented module and a pytest file that passes as written, and "
+                    "print the gateway.yaml block (or add it with --add). Existing files are "
+                    "never overwritten.")
+    new.add_argument("kind", choices=("plugin", "protocol"), help="what to write")
+    new.add_argument("name", metavar="NAME",
+                     help="its name in gateway.yaml, also the module's (letters, digits, "
+                          "'_', '-'; '-' becomes '_' in the file name)")
+    new.add_argument("--dir", default=".", metavar="DIR",
+                     help="where to write the module and its test (default: .)")
+    new.add_argument("--add", action="store_true",
+                     help="add the block to gateway.yaml instead of printing it (the file's "
+                          "comments and layout are kept)")
+    new.add_argument("--config", default="gateway.yaml", metavar="PATH",
+                     help="the gateway.yaml --add edits (default: ./gateway.yaml)")
     return parser
 
 
@@ -90,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_CONFIG
+    if args.command == "new":
+        return _new(args)
     dev = getattr(args, "dev", False)
     logs.configure(dev)
     path = Path(args.config)
@@ -115,6 +133,23 @@ def main(argv: list[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     return _run(args, gateway, source)
+
+
+def _new(args: argparse.Namespace) -> int:
+    from .scaffold import ScaffoldError, new, summary
+
+    try:
+        written = new(args.kind, args.name, Path(args.dir), add=args.add,
+                      config=Path(args.config))
+    except ScaffoldError as exc:
+        print(f"sanic-gateway: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"sanic-gateway: cannot write: {exc.strerror or exc} ({exc.filename})",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    print(summary(args.kind, written))
+    return 0
 
 
 def _run(args: argparse.Namespace, gateway: Gateway, source: ConfigSource) -> int:
