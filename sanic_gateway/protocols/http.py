@@ -34,6 +34,7 @@ from sanic.response import HTTPResponse as SanicResponse
 from sanic.response.types import HEADER_TRANSLATION_TABLE
 
 from .. import errors, inputs
+from . import openapi_ui
 from ..request import ClientConnection, Request, RequestContext, new_request_id
 from ..security.cookies import COOKIE_ARG, auth_cookie, skips_verification
 
@@ -145,6 +146,7 @@ class HttpAdapter:
                 )
         if enabled:
             app.add_route(self.query, "/_query", methods={"POST"}, name="query")
+            openapi_ui.install(app, self)
         for path, upgrade in upgrades.items():
             app.add_route(_upgrading(upgrade, None), path, methods={"GET"},
                           name=f"upgrade{next(names)}")
