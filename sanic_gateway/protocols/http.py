@@ -34,9 +34,9 @@ from sanic.response import HTTPResponse as SanicResponse
 from sanic.response.types import HEADER_TRANSLATION_TABLE
 
 from .. import errors, inputs
-from . import openapi_ui
 from ..request import ClientConnection, Request, RequestContext, new_request_id
 from ..security.cookies import COOKIE_ARG, auth_cookie, skips_verification
+from . import openapi_ui
 
 if TYPE_CHECKING:
     from ..gateway import Gateway
