@@ -13,12 +13,19 @@ _IDS: Schema = {"type": "object", "properties": {"ids": {"type": "array", "items
     "type": "string"}}}, "required": ["ids"]}
 _CREDENTIALS: Schema = {"type": "object", "description": "the strategy's credentials, e.g. "
                         "`{\"username\": ..., \"password\": ...}` for `local`"}
+_PROFILE_IDS: Schema = {"type": "array", "items": {"type": "string"}}
+_BY_STRATEGY: Schema = {"type": "object", "additionalProperties": _CREDENTIALS,
+                        "description": "credentials per strategy name"}
 _USER: Schema = {"type": "object", "properties": {
-    "content": {"type": "object", "properties": {
-        "profileIds": {"type": "array", "items": {"type": "string"}}}},
-    "credentials": {"type": "object", "additionalProperties": _CREDENTIALS,
-                    "description": "per strategy name"},
-}}
+    "content": {"type": "object", "properties": {"profileIds": _PROFILE_IDS},
+                "required": ["profileIds"]},
+    "credentials": _BY_STRATEGY}, "required": ["content"]}
+# createFirstAdmin and createRestrictedUser choose the profiles themselves
+_USER_WITHOUT_PROFILES: Schema = {"type": "object", "properties": {
+    "content": {"type": "object", "description": "the user's content, without `profileIds`"},
+    "credentials": _BY_STRATEGY}}
+_CHANGES: Schema = {"type": "object", "minProperties": 1,
+                    "description": "the content fields to change"}
 _ROLE: Schema = {"type": "object", "properties": {"controllers": {
     "type": "object", "description": "`{controller: {actions: {action: true|false}}}`",
     "additionalProperties": {"type": "object", "properties": {
@@ -47,20 +54,23 @@ BODIES: dict[str, Schema] = {
     "auth:checkRights": _REQUEST,
     "auth:createApiKey": _API_KEY,
     "auth:searchApiKeys": _SEARCH,
-    "auth:updateSelf": {"type": "object", "description": "content fields to change"},
+    "auth:updateSelf": _CHANGES,
     "auth:createMyCredentials": _CREDENTIALS,
     "auth:updateMyCredentials": _CREDENTIALS,
     "auth:validateMyCredentials": _CREDENTIALS,
-    "security:createFirstAdmin": _USER,
+    "security:createFirstAdmin": _USER_WITHOUT_PROFILES,
     "security:createUser": _USER,
-    "security:createRestrictedUser": _USER,
+    "security:createRestrictedUser": _USER_WITHOUT_PROFILES,
     "security:upsertUser": {"type": "object", "properties": {
-        "content": {"type": "object"}, "default": {"type": "object"}},
+        "content": {"type": "object", "properties": {"profileIds": _PROFILE_IDS},
+                    "required": ["profileIds"]},
+        "default": {"type": "object", "description": "content added when the user is created"},
+        "credentials": _BY_STRATEGY},
         "required": ["content"]},
-    "security:updateUser": {"type": "object", "description": "content fields to change"},
+    "security:updateUser": _CHANGES,
     "security:replaceUser": {"type": "object", "description": "the new content",
-                             "properties": {"profileIds": {"type": "array", "items": {
-                                 "type": "string"}}}},
+                             "properties": {"profileIds": _PROFILE_IDS},
+                             "required": ["profileIds"]},
     "security:mGetUsers": _IDS,
     "security:mDeleteUsers": _IDS,
     "security:mGetRoles": _IDS,
@@ -92,19 +102,23 @@ BODIES: dict[str, Schema] = {
                          "notify subscribers of"},
 }
 
+_EXPIRES_IN: Schema = {"type": "string", "pattern": r"^(-1|\d+(\.\d+)?(ms|s|m|h|d)?)$",
+                       "description": "milliseconds, or a duration (`30s`, `1h`, `7d`); "
+                                      "-1: never, where `auth.jwt.max_ttl` allows it"}
 _PAGE = {"from": {"type": "integer", "minimum": 0}, "size": {"type": "integer", "minimum": 0},
-         "scroll": {"type": "string", "description": "e.g. `30s`"}}
+         "scroll": {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)?$",
+                    "description": "how long the cursor lives, e.g. `30s` (at most `1m`)"}}
 
 QUERY: dict[str, dict[str, Schema]] = {
-    "auth:login": {"expiresIn": {"type": "string", "description": "e.g. `1h`, or -1"},
+    "auth:login": {"expiresIn": _EXPIRES_IN,
                    "cookieAuth": {"type": "boolean"}},
-    "auth:refreshToken": {"expiresIn": {"type": "string"}, "cookieAuth": {"type": "boolean"}},
+    "auth:refreshToken": {"expiresIn": _EXPIRES_IN, "cookieAuth": {"type": "boolean"}},
     "auth:logout": {"global": {"type": "boolean"}, "cookieAuth": {"type": "boolean"}},
     "auth:checkToken": {"token": {"type": "string"}, "cookieAuth": {"type": "boolean"}},
-    "auth:createToken": {"expiresIn": {"type": "string"}, "singleUse": {"type": "boolean"}},
-    "auth:createApiKey": {"_id": {"type": "string"}, "expiresIn": {"type": "string"}},
+    "auth:createToken": {"expiresIn": _EXPIRES_IN, "singleUse": {"type": "boolean"}},
+    "auth:createApiKey": {"_id": {"type": "string"}, "expiresIn": _EXPIRES_IN},
     "auth:searchApiKeys": _PAGE,
-    "security:createApiKey": {"_id": {"type": "string"}, "expiresIn": {"type": "string"}},
+    "security:createApiKey": {"_id": {"type": "string"}, "expiresIn": _EXPIRES_IN},
     "security:searchApiKeys": _PAGE,
     "security:searchUsers": {**_PAGE, "lang": {"type": "string",
                                                "enum": ["elasticsearch", "koncorde"]}},
