@@ -13,6 +13,7 @@ import subprocess
 import sys
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -148,26 +149,33 @@ def test_the_page_files_are_package_data():
 
 # -- the example gateway, for real ----------------------------------------------------------
 
-@pytest.fixture
-def example(tmp_path: Path) -> Iterator[str]:
-    """The example gateway with an administrator `root`, in a throwaway folder (its storage
-    with it), run by the real command."""
-    shutil.copytree(ROOT / "handlers", tmp_path / "handlers",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    (tmp_path / "gateway.yaml").write_text(example_yaml())
+@contextmanager
+def running(folder: Path, yaml_text: str) -> Iterator[str]:
+    """`sanic-gateway run` on `yaml_text` in `folder` (its storage with it): the base URL."""
+    (folder / "gateway.yaml").write_text(yaml_text)
     port = free_port()
     proc = subprocess.Popen(
-        [str(BIN / "sanic-gateway"), "run"], cwd=tmp_path, text=True,
+        [str(BIN / "sanic-gateway"), "run"], cwd=folder, text=True,
         env={**os.environ, "GATEWAY_PORT": str(port), "NDJSON_PORT": "0"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(f"{base}/_now", proc)
+        wait_for(f"{base}/_now", proc, timeout=60)
         yield base
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
     assert "Traceback" not in out, out
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Iterator[str]:
+    """The example gateway with an administrator `root`, in a throwaway folder, run by the
+    real command."""
+    shutil.copytree(ROOT / "handlers", tmp_path / "handlers",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with running(tmp_path, example_yaml()) as base:
+        yield base
 
 
 # operations that would end the run's own session: logging out or refreshing revokes the
@@ -256,3 +264,16 @@ def test_the_api_page_renders_the_operations_in_headless_chromium(example, tmp_p
     keep = os.environ.get("SANIC_GATEWAY_SCREENSHOT")
     if keep:  # where a person wants to look at it
         shutil.copy(shot, keep)
+
+
+def test_the_api_page_says_when_the_document_is_not_readable(tmp_path):
+    """A gateway whose visitors may not read `server:openapi`: the page loads and says why the
+    document does not (the browser has no token)."""
+    closed = ("storage: 'sqlite:///:memory:'\n"
+              "server: {port: ${GATEWAY_PORT}}\n"
+              "security: {roles: {anonymous: {controllers: {auth: {actions: {login: true}}}}}}\n")
+    with running(tmp_path, closed) as base:
+        assert httpx.get(f"{base}/_openapi").status_code == 401
+        html = _chromium("--dump-dom", f"{base}/_openapi/ui").stdout
+    assert "Failed to load API definition" in html
+    assert f"Unauthorized {base}/_openapi" in html
