@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .base import Action, ApiTable
-from .openapi_schemas import BODIES, QUERY
+from .openapi_schemas import BODIES, PATH, QUERY, body_required
 
 _PARAM = re.compile(r":([A-Za-z0-9_]+)")
 _JSON = "application/json"
@@ -202,6 +202,7 @@ def _operation(action: Action, verb: str, kuzzle_path: str,
         schema: dict[str, Any] = {"type": "string", "minLength": 1}
         if param == "strategy" and strategies:
             schema = {"type": "string", "enum": strategies}
+        schema = PATH.get(name, {}).get(param, schema)
         params.append({"name": param, "in": "path", "required": True, "schema": schema})
     for arg, schema in QUERY.get(name, {}).items():
         if arg not in in_path:
@@ -209,10 +210,11 @@ def _operation(action: Action, verb: str, kuzzle_path: str,
     params.extend(_HEADERS)
     operation["parameters"] = params
     if verb in ("post", "put", "patch"):
+        body = BODIES.get(name, {"type": "object"})
         operation["requestBody"] = {
-            "required": False,
+            "required": body_required(body),
             "description": "a JSON object (`input.body`)",
-            "content": {_JSON: {"schema": BODIES.get(name, {"type": "object"})}},
+            "content": {_JSON: {"schema": body}},
         }
     return operation
 

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..storage.base import MAX_FROM, MAX_SIZE
+
 Schema = dict[str, Any]
 
 _OBJECT: Schema = {"type": "object"}
 _IDS: Schema = {"type": "object", "properties": {"ids": {"type": "array", "items": {
     "type": "string"}}}, "required": ["ids"]}
+_NON_EMPTY: Schema = {"type": "object", "minProperties": 1}
 _CREDENTIALS: Schema = {"type": "object", "description": "the strategy's credentials, e.g. "
                         "`{\"username\": ..., \"password\": ...}` for `local`"}
-_PROFILE_IDS: Schema = {"type": "array", "items": {"type": "string"}}
+_PROFILE_IDS: Schema = {"type": "array", "items": {"type": "string"}, "minItems": 1}
 _BY_STRATEGY: Schema = {"type": "object", "additionalProperties": _CREDENTIALS,
                         "description": "credentials per strategy name"}
 _USER: Schema = {"type": "object", "properties": {
@@ -35,7 +38,7 @@ _PROFILE: Schema = {"type": "object", "properties": {
     "policies": {"type": "array", "items": {"type": "object", "properties": {
         "roleId": {"type": "string"},
         "restrictedTo": {"type": "array", "items": {"type": "object"}}},
-        "required": ["roleId"]}},
+        "required": ["roleId"]}, "minItems": 1},
     "rateLimit": {"type": "integer", "minimum": 0}}, "required": ["policies"]}
 _SEARCH: Schema = {"type": "object", "properties": {
     "query": {"type": "object"}, "sort": {}}}
@@ -98,14 +101,15 @@ BODIES: dict[str, Schema] = {
     "security:updateUserMapping": _MAPPING,
     "security:updateProfileMapping": _MAPPING,
     "security:updateRoleMapping": _MAPPING,
-    "realtime:publish": {"type": "object", "description": "the message (a document) to "
-                         "notify subscribers of"},
+    "realtime:publish": {**_NON_EMPTY, "description": "the message (a document) to notify "
+                                                      "subscribers of"},
 }
 
 _EXPIRES_IN: Schema = {"type": "string", "pattern": r"^(-1|\d+(\.\d+)?(ms|s|m|h|d)?)$",
                        "description": "milliseconds, or a duration (`30s`, `1h`, `7d`); "
                                       "-1: never, where `auth.jwt.max_ttl` allows it"}
-_PAGE = {"from": {"type": "integer", "minimum": 0}, "size": {"type": "integer", "minimum": 0},
+_PAGE = {"from": {"type": "integer", "minimum": 0, "maximum": MAX_FROM},
+         "size": {"type": "integer", "minimum": 0, "maximum": MAX_SIZE},
          "scroll": {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)?$",
                     "description": "how long the cursor lives, e.g. `30s` (at most `1m`)"}}
 
@@ -129,7 +133,8 @@ QUERY: dict[str, dict[str, Schema]] = {
     "security:scrollUsers": {"scroll": _PAGE["scroll"]},
     "security:scrollProfiles": {"scroll": _PAGE["scroll"]},
     "security:createFirstAdmin": {"reset": {"type": "boolean"}},
-    "security:mGetUsers": {"ids": {"type": "string", "description": "comma-separated ids "
+    "security:mGetUsers": {"ids": {"type": "string", "minLength": 1,
+                                   "description": "comma-separated ids "
                                    "(the GET route)"}},
     "security:createRole": {"force": {"type": "boolean"}},
     "security:createOrReplaceRole": {"force": {"type": "boolean"}},
@@ -137,3 +142,14 @@ QUERY: dict[str, dict[str, Schema]] = {
     "server:healthCheck": {"services": {"type": "string", "description":
                                         "comma-separated services, e.g. `storageEngine`"}},
 }
+
+# path parameters that take only some values
+PATH: dict[str, dict[str, Schema]] = {
+    "security:refresh": {"collection": {"type": "string",
+                                        "enum": ["users", "profiles", "roles"]}},
+}
+
+
+def body_required(schema: Schema) -> bool:
+    """Whether an action refuses a request without a body (400 `api.assert.body_required`)."""
+    return bool(schema.get("required") or schema.get("minProperties"))
