@@ -185,6 +185,12 @@ def _operation(action: Action, verb: str, kuzzle_path: str,
     if name == "server:openapi":  # sent raw, without the envelope
         responses["200"] = {"description": "this document", "content": {_JSON: {"schema": {
             "type": "object", "required": ["openapi", "info", "paths"]}}}}
+    elif name == "server:metrics":  # Kuzzle's JSON snapshot, or Prometheus' text format
+        responses["200"] = {"description": "the metrics: Kuzzle's snapshot in the envelope, "
+                                           "or Prometheus' text format, sent raw",
+                            "content": {_JSON: {"schema": {"$ref": "#/components/schemas/"
+                                                                      "Success"}},
+                                        "text/plain": {"schema": {"type": "string"}}}}
     if name in _PARTIAL:
         responses["206"] = _ref("Partial")
     responses.update({status: _ref(f"E{status}") for status in _ERROR_STATUSES})
