@@ -170,7 +170,8 @@ def _tags(api: ApiTable) -> list[dict[str, str]]:
         plugin = next((a.plugin for a in ctrl.actions.values() if a.plugin), None)
         tags.append({"name": name, "description": (f"plugin `{plugin}`" if plugin
                                                     else "core controller")})
-    return [*tags, {"name": "probes", "description": "for orchestrators, outside the API"}]
+    return [*tags, {"name": "query", "description": "any action, named in the body"},
+            {"name": "probes", "description": "for orchestrators, outside the API"}]
 
 
 def _ref(name: str) -> dict[str, str]:
