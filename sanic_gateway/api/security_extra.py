@@ -256,10 +256,14 @@ class SecurityExtras:
 
     async def search_users_by_credentials(self, request: Request) -> dict[str, Any]:
         """The local strategy searches its usernames; plugin strategies have no `search`
-        method here, answered with Kuzzle's missing_optional_method."""
+        method here, answered with Kuzzle's missing_optional_method, as a 400 rather than
+        Kuzzle's 500: the client asked what this strategy cannot do, the server is fine."""
         strategy = self.security.strategies.get(strategy_arg(request))
         if strategy.name != "local" or strategy.owner is not None:
-            raise errors.get("plugin.strategy.missing_optional_method", "search", strategy.name)
+            error = errors.get("plugin.strategy.missing_optional_method", "search",
+                               strategy.name)
+            error.status = 400
+            raise error
         args = request.input.args
         start = inputs.int_arg(args.get("from"), "from", 0, MAX_FROM)
         size = inputs.int_arg(args.get("size"), "size", 10, MAX_SIZE)

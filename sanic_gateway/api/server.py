@@ -114,4 +114,7 @@ class ServerController(CoreController):
 
     async def openapi(self, request: Request) -> dict[str, Any]:
         request.response.raw = True
-        return build_openapi(self.gateway.api, self.gateway.version)
+        gateway = self.gateway
+        return build_openapi(
+            gateway.api, gateway.version, strategies=self.security.strategies.names(),
+            ui=gateway.config.data["server"]["protocols"]["http"]["enabled"])

@@ -36,6 +36,7 @@ from sanic.response.types import HEADER_TRANSLATION_TABLE
 from .. import errors, inputs
 from ..request import ClientConnection, Request, RequestContext, new_request_id
 from ..security.cookies import COOKIE_ARG, auth_cookie, skips_verification
+from . import openapi_ui
 
 if TYPE_CHECKING:
     from ..gateway import Gateway
@@ -146,6 +147,7 @@ class HttpAdapter:
                 )
         if enabled:
             app.add_route(self.query, "/_query", methods={"POST"}, name="query")
+            openapi_ui.install(app, self)
         for path, upgrade in upgrades.items():
             app.add_route(_upgrading(upgrade, None), path, methods={"GET"},
                           name=f"upgrade{next(names)}")
