@@ -141,8 +141,13 @@ DESCRIPTIONS: dict[str, str] = {
                "`sqlite:////absolute/path`, `sqlite:///:memory:`, or "
                "`postgresql://user@host:port/db`. `?schema=NAME` keeps several gateways apart "
                "in one database.",
-    "cluster": "Several nodes sharing realtime and revocations.",
+    "cluster": "Several workers or nodes sharing realtime, revocations and limits through Redis (storage must be PostgreSQL).",
     "cluster.redis": "`redis://...` or `rediss://...`; empty means none.",
+    "cluster.prefix": "Start of every Redis key and channel the cluster uses: give each cluster "
+                      "its own when several share one Redis.",
+    "cluster.heartbeat": "How often each member tells the others it is alive.",
+    "cluster.node_timeout": "A member silent that long is dropped with its subscriptions "
+                            "(at least twice the heartbeat).",
     # -- auth --------------------------------------------------------------------------------
     "auth": "Tokens and the ways to log in.",
     "auth.jwt": "The JSON Web Tokens the gateway issues ([Tokens](../security/tokens.md)).",
