@@ -80,7 +80,8 @@ def test_an_empty_file_is_all_defaults(tmp_path: Path, text: str) -> None:
             "request_timeout": 60.0,
         },
         "storage": "sqlite:///./data/gateway.db",
-        "cluster": {"redis": None},
+        "cluster": {"redis": None, "prefix": "sanic-gateway", "heartbeat": 1.0,
+                    "node_timeout": 3.0},
         "auth": {
             "jwt": {"secret": "", "algorithm": "HS256", "expires_in": 3600.0, "max_ttl": -1.0},
             "strategies": {"local": {}},
@@ -347,7 +348,8 @@ def test_relative_paths_print_as_given(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_unknown_key_without_close_match_lists_the_allowed_ones(tmp_path: Path) -> None:
     assert errors(tmp_path, "cluster: {zookeeper: x}\n") == [
-        "gateway.yaml:1: cluster.zookeeper: unknown key 'zookeeper' (allowed here: redis)"]
+        "gateway.yaml:1: cluster.zookeeper: unknown key 'zookeeper' (allowed here: redis, "
+        "prefix, heartbeat, node_timeout)"]
 
 
 def test_wrong_types_and_values(tmp_path: Path) -> None:

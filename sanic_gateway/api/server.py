@@ -38,7 +38,8 @@ class ServerController(CoreController):
         return {"now": int(time.time() * 1000)}
 
     async def health_check(self, request: Request) -> dict[str, Any]:
-        """Each service's status (`services`: a comma-separated subset); 503 if one is red."""
+        """Each service's status (`services`: a comma-separated subset); 503 if storage is
+        red; in cluster mode, the live members, and yellow (200) while Redis is unreachable."""
         wanted = request.input.args.get("services")
         if isinstance(wanted, str):
             wanted = wanted.split(",")
@@ -46,10 +47,18 @@ class ServerController(CoreController):
         services = {}
         if names is None or "storageEngine" in names:
             services["storageEngine"] = await serverinfo.storage_status(self.gateway.storage)
-        status = "red" if "red" in services.values() else "green"
+        cluster = None
+        if self.gateway.config.data["cluster"]["redis"] and (names is None or "cluster" in names):
+            cluster = serverinfo.cluster_state(self.gateway)
+            services["cluster"] = cluster["status"]
+        status = "red" if services.get("storageEngine") == "red" else (
+            "yellow" if "red" in services.values() else "green")
         if status == "red":
             request.response.status = 503
-        return {"status": status, "services": services}
+        out: dict[str, Any] = {"status": status, "services": services}
+        if cluster is not None:  # Redis down: yellow, 200: this member serves on alone
+            out["nodes"] = cluster["nodes"]
+        return out
 
     async def get_config(self, request: Request) -> dict[str, Any]:
         return serverinfo.public_config(self.gateway.config.data, self.gateway.version)

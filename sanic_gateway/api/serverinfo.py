@@ -87,8 +87,19 @@ async def services(gateway: Any) -> dict[str, Any]:
                                        "status": await storage_status(gateway.storage)}}
     redis = gateway.config.data.get("cluster", {}).get("redis")
     if redis:
-        out["cluster"] = {"backend": "redis", "url": without_credentials(redis)}
+        out["cluster"] = {"backend": "redis", "url": without_credentials(redis),
+                          **cluster_state(gateway)}
     return out
+
+
+def cluster_state(gateway: Any) -> dict[str, Any]:
+    """This member, the cluster's status (red: Redis unreachable, this member serves on
+    alone) and its live members, each with what it described of itself."""
+    cluster = getattr(gateway, "cluster", None)
+    if cluster is None:
+        return {"status": "red", "nodeId": None, "nodes": []}
+    return {"status": "green" if cluster.healthy else "red", "nodeId": cluster.node_id,
+            "nodes": [{"id": node, **info} for node, info in sorted(cluster.members().items())]}
 
 
 def without_credentials(url: str) -> str:

@@ -156,17 +156,25 @@ class HttpAdapter:
         return self.probe(request, 200)
 
     async def ready(self, request: SanicRequest) -> HTTPResponse:
-        """503 until the gateway has started (and once it stops), 200 in between."""
-        return self.probe(request, 200 if self.gateway.started else 503)
+        """503 until the gateway has started (and once it stops), 200 in between. In cluster
+        mode the result says whether the cluster is reachable (`degraded` while Redis is not:
+        still 200, this member serves what does not need Redis) and lists the members."""
+        status = 200 if self.gateway.started else 503
+        cluster = getattr(self.gateway, "cluster", None)
+        if cluster is None or status != 200:
+            return self.probe(request, status)
+        return self.probe(request, status, {
+            "status": "green" if cluster.healthy else "degraded", "node": cluster.node_id,
+            "nodes": sorted(cluster.members())})
 
     @staticmethod
-    def probe(request: SanicRequest, status: int) -> HTTPResponse:
+    def probe(request: SanicRequest, status: int, result: Any = None) -> HTTPResponse:
         request_id = request.headers.get("x-kuzzle-request-id")
         if not request_id or not _header_safe(request_id):
             request_id = new_request_id()
         envelope = {"requestId": request_id, "status": status, "error": None,
                     "controller": None, "action": None, "index": None, "collection": None,
-                    "volatile": None, "result": None}
+                    "volatile": None, "result": result}
         return HTTPResponse(dumps(envelope), status=status,
                             headers={"X-Kuzzle-Request-Id": request_id}, content_type=_JSON)
 

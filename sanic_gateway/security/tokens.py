@@ -18,6 +18,7 @@ with `singleUse`: a stored entry taken, atomically, by their first verification)
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import secrets
@@ -98,8 +99,10 @@ class Tokens:
             try:
                 doc = await self.storage.get(SETTINGS, "jwt_secret")
             except errors.NotFoundError:
-                doc = await self.storage.create_or_replace(
-                    SETTINGS, "jwt_secret", {"secret": secrets.token_urlsafe(48)})
+                # created only if absent: members starting together end with the same key
+                with contextlib.suppress(errors.BadRequestError):
+                    await self.storage.create(SETTINGS, {"secret": secrets.token_urlsafe(48)},
+                                              id="jwt_secret")
                 doc = await self.storage.get(SETTINGS, "jwt_secret")
             secret = doc["_source"]["secret"]
         elif len(secret) < MIN_SECRET_LENGTH:

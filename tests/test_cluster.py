@@ -1,0 +1,326 @@
+"""Cluster mode as users meet it: several real `sanic-gateway run` processes on loopback ports,
+sharing the machine's Redis (a key prefix of each test's own) and PostgreSQL (a schema of each
+test's own, dropped after), driven by real HTTP clients."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from tests.test_cli import SCRIPT, free_port
+from tests.test_run import PG_URL, drop_schema, start, stop
+
+REDIS_URL = os.environ.get("SANIC_GATEWAY_TEST_REDIS", "redis://127.0.0.1:6379/0")
+AT_ONCE = 0.2  # seconds: "at once" is one bus round trip, far below the 1 s cache of old
+
+CLUSTER_YAML = """\
+    storage: "{storage}"
+    cluster: {{redis: "{redis}", prefix: "{prefix}", heartbeat: 200ms, node_timeout: 1s}}
+    limits: {{login_attempts_per_second: 0, login_failures_per_username: 2,
+              login_failure_delay: 20s}}
+    security:
+      roles:
+        anonymous:
+          controllers:
+            auth: {{actions: {{login: true}}}}
+            server: {{actions: {{"*": true}}}}
+        limited:
+          controllers:
+            auth: {{actions: {{"*": true}}}}
+            server: {{actions: {{now: true}}}}
+      profiles:
+        anonymous: {{policies: [{{roleId: anonymous}}]}}
+        limited: {{policies: [{{roleId: limited}}], rateLimit: 6}}
+      users:
+        root:
+          profileIds: [admin]
+          credentials: {{local: {{username: root, password: root-password-1}}}}
+        bob:
+          profileIds: [limited]
+          credentials: {{local: {{username: bob, password: bob-password-1}}}}
+"""
+
+
+class Nodes:
+    """Gateway processes of one cluster, stopped (and their data dropped) at the end."""
+
+    def __init__(self, tmp_path: Path, storage: str, redis_url: str = REDIS_URL) -> None:
+        self.tmp_path, self.storage, self.redis_url = tmp_path, storage, redis_url
+        self.prefix = f"test-{uuid.uuid4().hex[:10]}"
+        self.procs: list[subprocess.Popen[str]] = []
+        (tmp_path / "gateway.yaml").write_text(textwrap.dedent(CLUSTER_YAML.format(
+            storage=storage, redis=redis_url, prefix=self.prefix)))
+
+    def start(self, *args: str) -> str:
+        proc, base = start(self.tmp_path, *args)
+        self.procs.append(proc)
+        return base
+
+    def close(self) -> list[str]:
+        outs = []
+        for proc in self.procs:
+            if proc.poll() is None:
+                outs.append(stop(proc))
+            else:
+                outs.append(proc.communicate()[0] or "")
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            keys = list(client.scan_iter(f"{self.prefix}:*"))
+            if keys:
+                client.delete(*keys)
+        except redis.RedisError:
+            pass
+        finally:
+            client.close()
+        return outs
+
+
+def pg_schema_url() -> str:
+    import asyncio
+
+    import asyncpg
+
+    async def reachable() -> None:
+        conn = await asyncpg.connect(PG_URL, timeout=5)
+        await conn.close()
+    try:
+        asyncio.run(reachable())
+    except Exception as exc:
+        pytest.skip(f"PostgreSQL unreachable at {PG_URL}: {exc}")
+    return f"{PG_URL}?schema=cluster_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def nodes(tmp_path: Path) -> Iterator[Nodes]:
+    try:
+        redis.Redis.from_url(REDIS_URL).ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
+    url = pg_schema_url()
+    made = Nodes(tmp_path, url)
+    try:
+        yield made
+    finally:
+        made.close()
+        drop_schema(url)
+
+
+def login(base: str, username: str, password: str) -> str:
+    r = httpx.post(f"{base}/_login/local", json={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    return r.json()["result"]["jwt"]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def within(seconds: float, check: Callable[[], bool]) -> bool:
+    """Whether `check()` becomes true within `seconds` (polled, no sleep beyond)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if check():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+
+
+def status_of(base: str, path: str, token: str, method: str = "GET") -> int:
+    return httpx.request(method, f"{base}{path}", headers=bearer(token)).status_code
+
+
+def node_ids(base: str) -> list[str]:
+    info = httpx.get(f"{base}/_serverInfo").json()["result"]["serverInfo"]
+    return [node["id"] for node in info["services"]["cluster"]["nodes"]]
+
+
+def query(base: str, token: str, **body: Any) -> httpx.Response:
+    return httpx.post(f"{base}/_query", headers=bearer(token), json=body)
+
+
+# -- configuration --------------------------------------------------------------------------
+
+def test_sqlite_with_cluster_is_refused_by_check_and_run(tmp_path: Path) -> None:
+    (tmp_path / "gateway.yaml").write_text(
+        'storage: "sqlite:///data.db"\ncluster: {redis: "redis://127.0.0.1:6379/0"}\n')
+    outs = [subprocess.run([SCRIPT, command, *args], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=60)
+            for command, args in (("check", ()), ("run", ("--port", str(free_port()))))]
+    for out in outs:
+        assert out.returncode == 2
+        assert "cluster mode (cluster.redis) needs PostgreSQL storage" in out.stderr
+        assert "Traceback" not in out.stderr
+    assert outs[0].stderr == outs[1].stderr
+
+
+def test_unreachable_redis_at_start_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    url = pg_schema_url()
+    port = free_port()
+    (tmp_path / "gateway.yaml").write_text(
+        f'storage: "{url}"\ncluster: {{redis: "redis://u:hidden-pw@127.0.0.1:{port}/0"}}\n')
+    try:
+        out = subprocess.run([SCRIPT, "run", "--port", str(free_port())], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+    finally:
+        drop_schema(url)
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if "cluster.redis" in line]
+    assert len(lines) == 1, out.stderr
+    assert f"cluster.redis redis://127.0.0.1:{port}/0: cannot connect" in lines[0]
+    assert "hidden-pw" not in out.stderr and "Traceback" not in out.stderr
+
+
+# -- security across nodes ------------------------------------------------------------------
+
+def test_logout_on_a_is_refused_on_b_at_once(nodes: Nodes) -> None:
+    a, b = nodes.start(), nodes.start()
+    token = login(a, "root", "root-password-1")
+    assert status_of(b, "/_me", token) == 200  # b now trusts the token (cached)
+    assert httpx.post(f"{a}/_logout", headers=bearer(token)).status_code == 200
+    assert within(AT_ONCE, lambda: status_of(b, "/_me", token) == 401)
+
+    # logout with `global`: every token of the user, on every node
+    first, second = login(a, "root", "root-password-1"), login(b, "root", "root-password-1")
+    assert status_of(b, "/_me", first) == 200 and status_of(a, "/_me", second) == 200
+    assert httpx.post(f"{b}/_logout?global", headers=bearer(second)).status_code == 200
+    assert within(AT_ONCE, lambda: status_of(a, "/_me", first) == 401)
+
+
+def test_rights_and_deleted_api_keys_change_on_every_node_at_once(nodes: Nodes) -> None:
+    a, b = nodes.start(), nodes.start()
+    root = login(a, "root", "root-password-1")
+    bob = login(b, "bob", "bob-password-1")
+    assert status_of(b, "/_serverInfo", bob) == 403  # cached rights on b
+    r = query(a, root, controller="security", action="updateRole", _id="limited", body={
+        "controllers": {"auth": {"actions": {"*": True}}, "server": {"actions": {"*": True}}}})
+    assert r.status_code == 200, r.text
+    assert within(AT_ONCE, lambda: status_of(b, "/_serverInfo", bob) == 200)
+
+    r = query(a, root, controller="security", action="updateUser", _id="bob",
+              body={"profileIds": ["anonymous"]})
+    assert r.status_code == 200, r.text
+    assert within(AT_ONCE, lambda: status_of(b, "/_me", bob) == 403)
+
+    key = query(a, root, controller="security", action="createApiKey", userId="root",
+                body={"description": "k"})
+    assert key.status_code == 200, key.text
+    api_key, key_id = key.json()["result"]["_source"]["token"], key.json()["result"]["_id"]
+    assert status_of(b, "/_me", api_key) == 200
+    r = query(a, root, controller="security", action="deleteApiKey", userId="root", _id=key_id)
+    assert r.status_code == 200, r.text
+    assert within(AT_ONCE, lambda: status_of(b, "/_me", api_key) == 401)
+
+    r = query(b, root, controller="security", action="deleteUser", _id="bob")
+    assert r.status_code == 200, r.text
+    assert within(AT_ONCE, lambda: status_of(a, "/_me", bob) == 401)
+
+
+def test_profile_rate_limit_is_counted_across_nodes(nodes: Nodes) -> None:
+    import asyncio
+
+    a, b = nodes.start(), nodes.start()
+    bob = login(a, "bob", "bob-password-1")
+
+    async def burst() -> tuple[list[int], float]:
+        async with httpx.AsyncClient(headers=bearer(bob)) as client:
+            for base in (a, b):  # connections and caches warm: the burst is quick
+                await client.get(f"{base}/_now")
+            await asyncio.sleep(1.1)  # a fresh window
+            started = time.monotonic()
+            answers = await asyncio.gather(*(client.get(f"{base}/_now")
+                                             for base in (a, b) * 4))
+            return [r.status_code for r in answers], time.monotonic() - started
+
+    for _ in range(3):  # a loaded machine may stretch a burst past the one-second window
+        statuses, took = asyncio.run(burst())
+        if took < 0.9:
+            break
+    else:
+        pytest.skip("the machine is too loaded to send 8 requests within a second")
+    # rateLimit 6: each node alone would let its 4 through
+    assert sorted(statuses) == [200] * 6 + [429] * 2
+
+
+def test_login_attempts_lock_the_username_on_every_node(nodes: Nodes) -> None:
+    a, b = nodes.start(), nodes.start()
+    for base in (a, b):  # two failures allowed, one on each node
+        r = httpx.post(f"{base}/_login/local", json={"username": "bob", "password": "wrong"})
+        assert r.status_code == 401, r.text
+    r = httpx.post(f"{a}/_login/local", json={"username": "bob", "password": "wrong"})
+    assert r.status_code == 401  # the third failure locks bob for 20 s, cluster-wide
+    for base in (b, a):
+        r = httpx.post(f"{base}/_login/local",
+                       json={"username": "bob", "password": "bob-password-1"})
+        assert r.status_code == 429, r.text
+        assert r.json()["error"]["id"] == "api.process.too_many_logins_requests"
+        assert int(r.headers["Retry-After"]) > 1
+    login(b, "root", "root-password-1")  # other usernames are not concerned
+
+
+# -- membership -----------------------------------------------------------------------------
+
+def test_members_are_listed_and_a_killed_one_is_dropped(nodes: Nodes) -> None:
+    a, b, c = nodes.start(), nodes.start(), nodes.start()
+    ids = node_ids(a)
+    assert len(ids) == 3 and node_ids(b) == ids and node_ids(c) == ids
+    info = httpx.get(f"{a}/_serverInfo").json()["result"]["serverInfo"]
+    cluster = info["services"]["cluster"]
+    assert cluster["status"] == "green" and cluster["nodeId"] in ids
+    pids = {node["pid"] for node in cluster["nodes"]}
+    assert pids == {proc.pid for proc in nodes.procs}
+    assert all("http" in node["protocols"] for node in cluster["nodes"])
+    ready = httpx.get(f"{a}/_ready").json()["result"]
+    assert ready["status"] == "green" and ready["nodes"] == ids
+    health = httpx.get(f"{a}/_healthCheck").json()["result"]
+    assert health["services"]["cluster"] == "green" and len(health["nodes"]) == 3
+
+    victim = nodes.procs[2]
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    assert within(5, lambda: len(node_ids(a)) == 2 and len(node_ids(b)) == 2)
+    assert {n["pid"] for n in httpx.get(f"{a}/_serverInfo").json()["result"]["serverInfo"][
+        "services"]["cluster"]["nodes"]} == {nodes.procs[0].pid, nodes.procs[1].pid}
+
+    nodes.procs[1].send_signal(signal.SIGTERM)  # a clean stop is seen at once
+    nodes.procs[1].wait(timeout=30)
+    assert within(AT_ONCE, lambda: len(node_ids(a)) == 1)
+
+
+def test_each_worker_is_a_member_and_sees_the_others_logouts(nodes: Nodes) -> None:
+    base = nodes.start("--workers", "2")
+    assert within(5, lambda: len(node_ids(base)) == 2)
+    token = login(base, "root", "root-password-1")
+    # one keep-alive connection per worker: found by the pid each answers with
+    clients: dict[int, httpx.Client] = {}
+    spare = []
+    for _ in range(40):
+        client = httpx.Client(base_url=base, headers=bearer(token),
+                              limits=httpx.Limits(max_connections=1))
+        pid = client.get("/_serverInfo").json()["result"]["serverInfo"]["kuzzle"]["pid"]
+        if pid in clients:
+            spare.append(client)
+        else:
+            clients[pid] = client
+        if len(clients) == 2:
+            break
+    try:
+        assert len(clients) == 2, "the kernel gave every connection to one worker"
+        one, two = clients.values()
+        assert one.get("/_me").status_code == 200 and two.get("/_me").status_code == 200
+        assert one.post("/_logout").status_code == 200
+        assert within(AT_ONCE, lambda: two.get("/_me").status_code == 401)
+    finally:
+        for client in (*clients.values(), *spare):
+            client.close()
