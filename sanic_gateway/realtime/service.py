@@ -55,6 +55,7 @@ class Realtime:
 
         rooms = ClusterRooms()
         self.rooms = rooms
+        self.hub.node = cluster.node_id  # notifications say which member they come from
         self.cluster = ClusterRealtime(self, rooms, cluster)
         await self.cluster.start()
 
