@@ -305,3 +305,56 @@ async def test_rooms_resynchronise_after_a_redis_restart(
         assert note["result"]["_source"]["after"] is True
         publish(c, {"status": "paid", "from": "c"})
         assert (await next_message(on_a))["result"]["_source"]["from"] == "c"
+
+
+STAMP_PLUGIN = '''
+import os
+
+
+class Plugin:
+    def init(self, config, context):
+        self.context = context
+
+    async def on_document(self, notification):
+        source = notification["result"]["_source"]
+        if source.get("secret"):
+            raise ValueError("not for subscribers")  # a pipe refusing it drops it
+        source["piped_by"] = os.getpid()
+        return notification
+
+    def publish(self, request):
+        self.context.accessors.realtime.publish("shop", "orders", {"status": "paid"}, "p-1")
+        return os.getpid()
+'''
+PLUGIN_YAML = '''\
+    plugins:
+      stamp:
+        module: stamp:Plugin
+        pipes:
+          notify:document: on_document
+        controllers:
+          rt: {publish: publish}
+'''
+
+
+async def test_a_plugin_notification_crosses_and_pipes_run_where_it_is_delivered(
+        nodes: Nodes) -> None:
+    yaml = nodes.tmp_path / "gateway.yaml"
+    yaml.write_text(yaml.read_text() + textwrap.dedent(PLUGIN_YAML))
+    (nodes.tmp_path / "stamp.py").write_text(STAMP_PLUGIN)
+    a, b = nodes.start(), nodes.start()
+    async with connect(ws(a)) as on_a:
+        assert (await call(on_a, **subscribe()))["status"] == 200
+        pid_a = (await call(on_a, controller="server", action="info"))[
+            "result"]["serverInfo"]["kuzzle"]["pid"]
+        r = httpx.post(f"{b}/_query", json={"controller": "stamp/rt", "action": "publish"})
+        assert r.status_code == 200, r.text
+        pid_b = r.json()["result"]
+        note = await next_message(on_a)
+        assert note["type"] == "document" and note["result"]["_id"] == "p-1"
+        assert note["protocol"] == "internal"
+        assert note["result"]["_source"]["piped_by"] == pid_a != pid_b
+        publish(b, {"status": "paid", "secret": 1})  # A's pipe drops it for A's subscribers
+        publish(b, {"status": "paid", "last": 1})
+        last = await next_message(on_a)
+        assert last["result"]["_source"].get("last") == 1, last
