@@ -182,6 +182,7 @@ class ClusterRealtime:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Future[Any]] = set()
+        self._stopping = False
         self.forwarded = 0  # notification messages sent to / received from other members
         self.received = 0
         rooms.on_change = self._on_change
@@ -214,11 +215,15 @@ class ClusterRealtime:
 
     async def stop(self) -> None:
         """Forget this member's rooms in Redis (the others drop them when it leaves)."""
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # a Redis call may turn a cancellation into its own timeout error, which the loops
+        # take for an outage: woken, they see _stopping and end
+        for event in (self._wake_flush, self._wake_inbox, self._wake_send):
+            event.set()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=2.0)
         self._tasks = []
         for _, future in self._waiters:
             if not future.done():
@@ -265,7 +270,7 @@ class ClusterRealtime:
             await asyncio.wait_for(asyncio.shield(future), SYNC_WAIT)
 
     async def _flush_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await self._wake_flush.wait()
             self._wake_flush.clear()
             try:
@@ -337,7 +342,7 @@ class ClusterRealtime:
         self._wake_inbox.set()
 
     async def _inbox_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await self._wake_inbox.wait()
             self._wake_inbox.clear()
             while self._inbox:
@@ -449,7 +454,7 @@ class ClusterRealtime:
         self._wake_send.set()
 
     async def _send_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await self._wake_send.wait()
             self._wake_send.clear()
             while self._outbox:
