@@ -227,6 +227,33 @@ def test_rights_and_deleted_api_keys_change_on_every_node_at_once(nodes: Nodes) 
     assert within(AT_ONCE, lambda: status_of(a, "/_me", bob) == 401)
 
 
+def test_create_first_admin_closes_every_node_at_once(tmp_path: Path) -> None:
+    try:
+        redis.Redis.from_url(REDIS_URL).ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
+    storage = pg_schema_url()
+    nodes = Nodes(tmp_path, storage)
+    (tmp_path / "gateway.yaml").write_text(
+        f'storage: "{storage}"\n'
+        f'cluster: {{redis: "{REDIS_URL}", prefix: "{nodes.prefix}"}}\n')
+    try:
+        a, b = nodes.start(), nodes.start()
+
+        def anonymous_reads_a_role(base: str) -> int:
+            return httpx.post(f"{base}/_query", json={
+                "controller": "security", "action": "getRole", "_id": "default"}).status_code
+
+        assert anonymous_reads_a_role(b) == 200  # open: b caches the anonymous rights
+        r = httpx.post(f"{a}/_createFirstAdmin/root?reset=true", json={
+            "credentials": {"local": {"username": "root", "password": "root-password-1"}}})
+        assert r.status_code == 200, r.text
+        assert within(AT_ONCE, lambda: anonymous_reads_a_role(b) == 401)
+    finally:
+        nodes.close()
+        drop_schema(storage)
+
+
 def test_profile_rate_limit_is_counted_across_nodes(nodes: Nodes) -> None:
     import asyncio
 

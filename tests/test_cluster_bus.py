@@ -101,3 +101,32 @@ async def test_unreachable_redis_at_start_is_one_clear_error() -> None:
     assert message.startswith(f"cluster.redis redis://127.0.0.1:{port}/0: cannot connect")
     assert "secret" not in message
     assert await cluster.send("x", {}) is False  # never raises
+
+
+async def test_shared_counters_rank_concurrent_hits_once_each(
+        members: Callable[..., Cluster]) -> None:
+    from sanic_gateway.cluster.counters import SharedCounters
+
+    a, b = members(), members()
+    await a.start()
+    await b.start()
+    counters = [SharedCounters(a), SharedCounters(b)]
+    ranks = await asyncio.gather(*(counters[i % 2].hit("bob") for i in range(50)))
+    assert sorted(ranks) == list(range(1, 51))  # batched, yet every request has its own rank
+    assert await counters[0].hit("alice") == 1
+    await asyncio.sleep(1.1)  # the window is one second
+    assert await counters[1].hit("bob") == 1
+
+    key = b"\x01" * 16
+    waits = [await counters[i % 2].login_attempt(key, 2, 1.0, 4.0, 900.0) for i in range(3)]
+    assert waits[:2] == [0.0, 0.0] and waits[2] == 0.0  # the third failure sets the lock
+    locked = await counters[1].login_attempt(key, 2, 1.0, 4.0, 900.0)
+    assert locked is not None and 0 < locked <= 1.0
+    await counters[0].login_succeeded(key)
+    assert await counters[1].login_attempt(key, 2, 1.0, 4.0, 900.0) == 0.0
+
+    # Redis unreachable: None, and the caller counts locally
+    gone = SharedCounters(Cluster(f"redis://127.0.0.1:{free_port()}/0"))
+    assert await gone.hit("bob") is None
+    assert await gone.login_attempt(key, 2, 1.0, 4.0, 900.0) is None
+    await gone.cluster.redis.aclose()

@@ -199,15 +199,13 @@ class Cluster:
     async def _beat(self) -> None:
         """Write this member's beat, read everyone's, drop the silent ones."""
         info = self.describe()
+        seconds, micros = await self.redis.time()
+        now = seconds + micros / 1e6
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.time()
-            pipe.hgetall(self._members_key)
-            seconds, micros = (await pipe.execute())[0]
-            now = seconds + micros / 1e6
             pipe.hset(self._members_key, self.node_id,
                       orjson.dumps({"beat": now, "info": info}))
-            await pipe.execute()
-        entries = await self.redis.hgetall(self._members_key)
+            pipe.hgetall(self._members_key)
+            entries = (await pipe.execute())[1]
         seen = set()
         dead = []
         for raw_id, raw in entries.items():
@@ -282,6 +280,8 @@ class Cluster:
         while not self._stopping:
             try:
                 if pubsub is None:
+                    # connections opened before the outage are dead: none is used again
+                    await self.redis.connection_pool.disconnect()
                     pubsub = await self._subscribe()
                     self._grace_until = time.time() + self.node_timeout  # refined below
                     seconds, _ = await self.redis.time()

@@ -8,14 +8,16 @@ each member falls back on its own counters (`None` answers), never an error.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from .bus import REDIS_ERRORS, Cluster
 
-# one window per user: created by the first request, gone one second later (Kuzzle's limiter)
+# one window per user: created by the first request, gone one second later (Kuzzle's limiter).
+# ARGV[1]: how many requests to count at once (those that came while the last call was out)
 RATE_SCRIPT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('PEXPIRE', KEYS[1], 1000) end
+local count = redis.call('INCRBY', KEYS[1], ARGV[1])
+if count == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], 1000) end
 return count
 """
 
@@ -42,6 +44,8 @@ class SharedCounters:
         self.cluster = cluster
         self._rate = cluster.redis.register_script(RATE_SCRIPT)
         self._login = cluster.redis.register_script(LOGIN_SCRIPT)
+        self._pending: dict[str, list[asyncio.Future[int | None]]] = {}
+        self._draining: dict[str, asyncio.Task[None]] = {}
 
     @property
     def usable(self) -> bool:
@@ -49,12 +53,36 @@ class SharedCounters:
 
     async def hit(self, user: str) -> int | None:
         """This request's rank in `user`'s current one-second window, cluster-wide (None:
-        Redis unreachable, count locally)."""
+        Redis unreachable, count locally). At most one call per user is out at a time: the
+        requests arriving meanwhile are counted together by the next one (INCRBY n), so a busy
+        user costs one round trip per batch, not per request."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[int | None] = loop.create_future()
+        self._pending.setdefault(user, []).append(waiter)
+        if user not in self._draining:
+            self._draining[user] = loop.create_task(self._drain(user))
+        return await waiter
+
+    async def _drain(self, user: str) -> None:
+        key = self.cluster.key("rate", user)
         try:
-            return int(await self._rate(keys=[self.cluster.key("rate", user)]))
-        except REDIS_ERRORS as exc:
-            self.cluster.failed(exc)
-            return None
+            while waiters := self._pending.pop(user, None):
+                try:
+                    total = int(await self._rate(keys=[key], args=[len(waiters)]))
+                except REDIS_ERRORS as exc:
+                    self.cluster.failed(exc)
+                    ranks: list[int | None] = [None] * len(waiters)
+                else:
+                    first = total - len(waiters)
+                    ranks = [first + i + 1 for i in range(len(waiters))]
+                for waiter, rank in zip(waiters, ranks, strict=True):
+                    if not waiter.done():
+                        waiter.set_result(rank)
+        finally:
+            del self._draining[user]
+            for waiter in self._pending.pop(user, ()):  # cancelled meanwhile
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def login_attempt(self, key: bytes, free: int, delay: float, max_delay: float,
                             forget_after: float) -> float | None:

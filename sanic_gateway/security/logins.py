@@ -7,7 +7,8 @@ are refused (429 with Retry-After) before any credential is looked at, and are n
 Nothing waits: a refusal is immediate, so an attacker holds no task and blocks nothing. A
 success forgets the username; so does `FORGET_AFTER` seconds without an attempt. At most
 `MAX_ENTRIES` usernames are tracked (oldest dropped first): the memory is bounded whatever the
-number of usernames tried. Counters are per process.
+number of usernames tried. Counters are per process; in cluster mode the same rules run in Redis
+for the whole cluster (cluster/counters.py) and these serve while Redis is unreachable.
 """
 
 from __future__ import annotations

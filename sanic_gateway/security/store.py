@@ -221,7 +221,11 @@ class SecurityStore:
     async def _refresh(self, kuid: str) -> None:
         try:
             await self.user_rights(kuid, fresh=True)
-        except Exception:  # deleted user, storage down: forget, the next request will say
+        except errors.GatewayError as exc:
+            if exc.status != 503:  # deleted user: forget, the next request will say
+                self._cache.pop(kuid, None)
+            # storage unreachable: the last rights known stay until it is back
+        except Exception:
             self._cache.pop(kuid, None)
         finally:
             self._refreshing.pop(kuid, None)

@@ -181,7 +181,14 @@ class Tokens:
         token = self.cached(encoded)
         if token is not None:
             return token
-        token = await self._decode(encoded)
+        try:
+            token = await self._decode(encoded)
+        except errors.GatewayError as exc:
+            if exc.status == 503:  # storage unreachable: what was verified lately still is
+                known = self._last_known(encoded)
+                if known is not None:
+                    return known
+            raise
         if token.singleUse:  # never cached: its one use is taken in storage, atomically
             if await self.storage.take(SINGLE_USE, token._id) is None:
                 raise errors.get("security.token.invalid")
@@ -198,11 +205,25 @@ class Tokens:
         if found is None:
             return None
         token, checked_at = found
-        if time.monotonic() - checked_at >= RECHECK or token._id in self._revoked:
+        if token._id in self._revoked:
             del self._verified[encoded]
+            return None
+        if time.monotonic() - checked_at >= RECHECK:  # kept: `_last_known` may use it
             return None
         if token.expiresAt is not None and token.expiresAt <= time.time() * 1000:
             raise errors.get("security.token.expired")
+        return token
+
+    def _last_known(self, encoded: str) -> Token | None:
+        """A token verified before storage became unreachable, neither revoked here (nor,
+        in cluster mode, by another member) nor expired since: trusted while storage is down,
+        so that requests that do not need storage are still served."""
+        found = self._verified.get(encoded)
+        if found is None or found[0]._id in self._revoked:
+            return None
+        token = found[0]
+        if token.expiresAt is not None and token.expiresAt <= time.time() * 1000:
+            return None
         return token
 
     async def _decode(self, encoded: str) -> Token:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -96,6 +97,33 @@ class PostgresDialect(Dialect):
 
 _CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.PostgresConnectionError,
                       asyncpg.exceptions.OperatorInterventionError, asyncpg.InterfaceError)
+
+
+class _OneLinePoolWarnings(logging.Filter):
+    """asyncpg's pool logs each failed attempt to restore its connections with a traceback,
+    about every second while the server is down: one line instead, at most every 30 s."""
+
+    INTERVAL = 30.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(error).__name__}: {error})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        now = time.monotonic()
+        if now - self._last < self.INTERVAL:
+            return False
+        self._last = now
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_OneLinePoolWarnings())
 
 
 def _is_down(exc: BaseException) -> bool:
