@@ -20,12 +20,10 @@ from .engine import Engine
 from .rooms import Channel, Rooms
 
 if TYPE_CHECKING:
-    from .cluster import ClusterRealtime
-
-if TYPE_CHECKING:
     from ..cluster import Cluster
     from ..events import EventBus
     from ..protocols.entrypoint import Hub
+    from .cluster import ClusterRealtime
 
 log = logging.getLogger("sanic_gateway.realtime")
 # a document notification's `event`, from its action (Kuzzle's); other actions are writes
@@ -189,8 +187,8 @@ class Realtime:
                            collection: str, action: str, volatile: dict[str, Any],
                            protocol: str | None, newcomer: str | None = None) -> None:
         channels = [c.name for c in self.rooms.channels(room_id) if c.wants_user(user)]
-        members = (self.cluster.rooms.members_for_user(room_id, user)
-                   if self.cluster is not None else None)
+        cluster = self.cluster
+        members = cluster.rooms.members_for_user(room_id, user) if cluster is not None else None
         if not channels and not members:
             return
         notification = {
@@ -199,8 +197,8 @@ class Realtime:
             "volatile": volatile, "index": index, "collection": collection,
             "controller": "realtime", "action": action, "protocol": protocol,
         }
-        if members:
-            self.cluster.forward(members, ["u", room_id, user, notification])  # type: ignore[union-attr]
+        if cluster is not None and members:
+            cluster.forward(members, ["u", room_id, user, notification])
         out = self._dispatch(self._notify_user, channels, notification, newcomer)
         if out is not None:
             self.spawn(out)
