@@ -192,6 +192,7 @@ async def measure(ports: list[int], pids: list[int], subscribers: int, duration:
         "cpu_us": [used / own * 1e6 if own else float("nan")
                    for used, own in zip(cpu_used, by_member, strict=True)],
         "latency": latency,
+        "busy": [used / elapsed for used in cpu_used],  # share of its core each member used
     }
 
 
@@ -269,7 +270,9 @@ def main() -> int:
     for name, r in (("one member ", one), ("two members", two)):
         cpu = ", ".join(f"{c:.1f}" for c in r["cpu_us"])
         print(f"{name}: {r['rate']:,.0f} notifications/s at saturation; CPU per notification "
-              f"it delivers (µs, A{', B' if len(r['cpu_us']) > 1 else ''}): {cpu}")
+              f"it delivers (µs, A{', B' if len(r['cpu_us']) > 1 else ''}): {cpu}; busy: "
+              f"{', '.join(f'{b:.0%}' for b in r['busy'])} of a core (under 100%: the load "
+              f"client, not the members, sets the rate)")
         for rate, found in r["latency"].items():
             members = ", ".join(f"{p * 1e3:.2f}" for p in found["p99_by_member"])
             which = "A, B" if len(found["p99_by_member"]) > 1 else "A"
