@@ -266,6 +266,8 @@ class Gateway:
             raise StorageStartError(self.config.data["storage"], exc) from exc
         try:
             await self._join_cluster()
+            if self.cluster is not None:
+                await self.realtime.join_cluster(self.cluster)
             auth = self.pm.get_plugin("core:auth")
             self.security = Security(self.storage, self.config.data, issue=auth.issue_for)
             if self.cluster is not None:
@@ -303,6 +305,7 @@ class Gateway:
             await self.hub.stop()
             for pool in self.hook_pools.values():
                 await pool.close(grace=1.0)
+            await self.realtime.leave_cluster()
             if self.cluster is not None:
                 await self.cluster.stop()
                 self.cluster = None
@@ -376,6 +379,7 @@ class Gateway:
         for pool in self.hook_pools.values():  # after core:shutdown: they get it too
             await pool.close()
         await self.bus.close()
+        await self.realtime.leave_cluster()
         if self.cluster is not None:
             await self.cluster.stop()
             self.cluster = None

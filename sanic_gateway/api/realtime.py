@@ -73,19 +73,25 @@ class RealtimeController(CoreController):
         index, collection = _resource(request)
         connection_id = self._connection(request, "subscribe")
         user = request.context.user
-        return self.realtime.subscribe(
+        out = self.realtime.subscribe(
             connection_id, index, collection, request.input.body,
             scope=_option(request, "scope", "all"), users=_option(request, "users", "none"),
             volatile=request.input.volatile, kuid=getattr(user, "_id", None),
             protocol=request.context.protocol)
+        if self.realtime.cluster is not None:  # answered once the other members know
+            await self.realtime.cluster.synced()
+        return out
 
     async def join(self, request: Request) -> dict[str, str]:
         room_id = _room_id(request)
         connection_id = self._connection(request, "join")
-        return self.realtime.join(
+        out = self.realtime.join(
             connection_id, room_id, scope=_option(request, "scope", "all"),
             users=_option(request, "users", "none"), volatile=request.input.volatile,
             protocol=request.context.protocol)
+        if self.realtime.cluster is not None:
+            await self.realtime.cluster.synced()
+        return out
 
     async def unsubscribe(self, request: Request) -> dict[str, str]:
         room_id = _room_id(request)

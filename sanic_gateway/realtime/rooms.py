@@ -123,6 +123,10 @@ class Rooms:
         return Left(room.index, room.collection, found[0], tuple(found[1]),
                     len(room.members), removed)
 
+    def elsewhere(self, room_id: str) -> bool:
+        """Whether other members of a cluster hold the room (never, on one node)."""
+        return False
+
     def rooms_of(self, connection_id: str) -> list[str]:
         return list(self._subscriptions.get(connection_id, ()))
 

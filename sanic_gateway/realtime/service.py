@@ -20,8 +20,10 @@ from .engine import Engine
 from .rooms import Channel, Rooms
 
 if TYPE_CHECKING:
+    from ..cluster import Cluster
     from ..events import EventBus
     from ..protocols.entrypoint import Hub
+    from .cluster import ClusterRealtime
 
 log = logging.getLogger("sanic_gateway.realtime")
 # a document notification's `event`, from its action (Kuzzle's); other actions are writes
@@ -40,9 +42,25 @@ class Realtime:
         self.engine = engine or Engine()
         self.rooms = rooms or Rooms()
         self._tasks: set[asyncio.Future[Any]] = set()
+        self.cluster: ClusterRealtime | None = None  # set by join_cluster
         self._notify_document = bus.event("notify:document")
         self._notify_user = bus.event("notify:user")
         hub.on_leave.append(self.remove_connection)
+
+    async def join_cluster(self, cluster: Cluster) -> None:
+        """Cluster mode: rooms shared with the other members (before any subscription)."""
+        from .cluster import ClusterRealtime, ClusterRooms
+
+        rooms = ClusterRooms()
+        self.rooms = rooms
+        self.hub.node = cluster.node_id  # notifications say which member they come from
+        self.cluster = ClusterRealtime(self, rooms, cluster)
+        await self.cluster.start()
+
+    async def leave_cluster(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.stop()
+            self.cluster = None
 
     def prepare(self) -> None:
         """Compile the notification pipes again (after listeners were set)."""
@@ -103,9 +121,10 @@ class Realtime:
         for name in left.channels:
             self.hub.leave_channel(name, connection_id)
         if left.room_removed:
-            self.engine.remove(room_id)
+            if not self.rooms.elsewhere(room_id):
+                self.engine.remove(room_id)
             self.bus.hook("room:remove", room_id)
-        elif notify:
+        if notify and left.count:  # subscribers left (on this member or another)
             protocol = getattr(self.hub.connections.get(connection_id), "protocol", None)
             self._user_notification(room_id, "out", left.count, left.index, left.collection,
                                     "unsubscribe", left.volatile, protocol)
@@ -145,13 +164,32 @@ class Realtime:
         }
         channels = [c.name for room_id in room_ids for c in self.rooms.channels(room_id)
                     if c.wants_document(scope)]
+        if self.cluster is not None:
+            self.cluster.forward_document(room_ids, scope, notification)
         return self._dispatch(self._notify_document, channels, notification)
+
+    def deliver_document(self, room_ids: list[str], notification: dict[str, Any]) -> None:
+        """A notification another member matched: to this member's subscribers of `room_ids`."""
+        scope = notification.get("scope")
+        channels = [c.name for room_id in room_ids for c in self.rooms.channels(room_id)
+                    if c.wants_document(scope)]
+        out = self._dispatch(self._notify_document, channels, notification)
+        if out is not None:
+            self.spawn(out)
+
+    def deliver_user(self, room_id: str, user: str, notification: dict[str, Any]) -> None:
+        channels = [c.name for c in self.rooms.channels(room_id) if c.wants_user(user)]
+        out = self._dispatch(self._notify_user, channels, notification)
+        if out is not None:
+            self.spawn(out)
 
     def _user_notification(self, room_id: str, user: str, count: int, index: str,
                            collection: str, action: str, volatile: dict[str, Any],
                            protocol: str | None, newcomer: str | None = None) -> None:
         channels = [c.name for c in self.rooms.channels(room_id) if c.wants_user(user)]
-        if not channels:
+        cluster = self.cluster
+        members = cluster.rooms.members_for_user(room_id, user) if cluster is not None else None
+        if not channels and not members:
             return
         notification = {
             "type": "user", "status": 200, "user": user, "result": {"count": count},
@@ -159,6 +197,8 @@ class Realtime:
             "volatile": volatile, "index": index, "collection": collection,
             "controller": "realtime", "action": action, "protocol": protocol,
         }
+        if cluster is not None and members:
+            cluster.forward(members, ["u", room_id, user, notification])
         out = self._dispatch(self._notify_user, channels, notification, newcomer)
         if out is not None:
             self.spawn(out)
@@ -198,6 +238,9 @@ class Realtime:
                 for member in self.hub.members(channel) - {skip}:
                     self.hub.notify([channel], member, changed)
 
-    def metrics(self) -> dict[str, int]:
-        return self.rooms.metrics()
+    def metrics(self) -> dict[str, Any]:
+        out: dict[str, Any] = self.rooms.metrics()
+        if self.cluster is not None:
+            out["cluster"] = self.cluster.metrics()
+        return out
 

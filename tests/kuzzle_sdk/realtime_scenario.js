@@ -1,10 +1,12 @@
-// Kuzzle's own JS SDK, realtime: two clients over WebSocket. Usage: node realtime_scenario.js PORT
+// Kuzzle's own JS SDK, realtime: two clients over WebSocket. Usage:
+// node realtime_scenario.js PORT [PORT_B]  (b on another cluster member when PORT_B is given)
 // Prints one JSON line per step, as scenario.js.
 const { Kuzzle, WebSocket } = require('kuzzle-sdk');
 
 const port = Number(process.argv[2]);
+const portB = Number(process.argv[3] || port);
 const a = new Kuzzle(new WebSocket('127.0.0.1', { port }));
-const b = new Kuzzle(new WebSocket('127.0.0.1', { port }));
+const b = new Kuzzle(new WebSocket('127.0.0.1', { port: portB }));
 
 function print(entry) {
   console.log(JSON.stringify(entry));
