@@ -4,7 +4,7 @@ Filters go to the engine (one entry per room), subscribers to `Rooms`, delivery 
 `join_channel` / `leave_channel` / `broadcast`, which reach whichever protocol owns each
 connection. A notification is built once and broadcast once per set of channels: protocols
 serialize it once per channel. `notify:document` / `notify:user` pipes may change it, or drop it
-(by returning None, or raising).
+by raising (a pipe returning None leaves it unchanged, as for every pipe).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ class Plugin:
 
     async def on_document(self, notification):
         if notification["result"]["_source"].get("secret"):
-            return None  # dropped
+            raise ValueError("not for subscribers")  # a pipe refusing it drops it
         notification["result"]["_source"]["piped"] = True
         return notification
 
