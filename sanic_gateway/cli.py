@@ -68,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=_workers, metavar="N", help="overrides server.workers")
     run.add_argument("--dev", action="store_true",
                      help="debug logs, access log, stack traces in error responses")
+    run.add_argument("--access-log", action="store_true",
+                     help="log a line per request (overrides server.access_log)")
+    run.add_argument("--log-format", choices=("text", "json"),
+                     help="text, or json: one JSON object per line (overrides "
+                          "server.log_format)")
     check = sub.add_parser(
         "check", help="validate gateway.yaml and every plugin, then exit",
         description="Validate gateway.yaml, import every plugin and resolve every function it "
@@ -84,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_CONFIG
     dev = getattr(args, "dev", False)
-    logs.configure(dev)
+    log_format = getattr(args, "log_format", None)
+    logs.configure(dev, fmt=log_format or "text")
     path = Path(args.config)
     if not path.exists():
         print(f"{args.config}: file not found (looked for {path.resolve()}); "
@@ -93,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(path)
         logs.register_config_secrets(config.data)
+        if log_format is None and config.data["server"]["log_format"] != "text":
+            logs.configure(dev, fmt=config.data["server"]["log_format"])
         gateway = Gateway.build(config, dev=dev)
+        gateway.access_log = gateway.access_log or getattr(args, "access_log", False)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         print(f"{len(exc.issues)} error(s) in {args.config}", file=sys.stderr)

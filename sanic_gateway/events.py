@@ -21,6 +21,7 @@ from typing import Any
 
 from . import errors
 from .hook_runner import HookRunner
+from .metrics import Stats
 from .plugin_threads import PluginThreads
 from .request import Request
 
@@ -152,6 +153,7 @@ class EventBus:
         self._hooks = HookRunner(max_pending=hooks_buffer_size)
         self.threads = PluginThreads(plugin_threads)  # plain-function plugins run there
         self._watchdog: asyncio.Task[None] | None = None
+        self.stats: Stats | None = None  # server.metrics: pipe times, timeouts, hook errors
 
     # -- compilation -------------------------------------------------------------------------
 
@@ -256,6 +258,8 @@ class EventBus:
                     task.uncancel()
                     raise self._timeout_error(listener, event)
                 elapsed = loop.time() - started
+                if self.stats is not None:
+                    self.stats.pipe(listener.plugin, event, elapsed)
                 if elapsed > self.pipe_warn_time:
                     log.warning("plugin %r: pipe %r on %r took %.0f ms", listener.plugin,
                                 listener.name, event, elapsed * 1000)
@@ -281,6 +285,8 @@ class EventBus:
                          event, type(out).__name__)
 
     def _timeout_error(self, listener: Listener, event: str) -> errors.GatewayError:
+        if self.stats is not None:
+            self.stats.pipe_timeout(listener.plugin, event)
         log.error("plugin %r: pipe %r on %r cancelled after %.0f ms", listener.plugin,
                   listener.name, event, self.pipe_timeout * 1000)
         return errors.get("plugin.runtime.pipe_timeout", listener.plugin, event,
@@ -337,6 +343,8 @@ class EventBus:
             await listener.call(payload, event)
         except Exception as exc:
             log.exception("plugin %r: hook %r on %r raised", listener.plugin, listener.name, event)
+            if self.stats is not None:
+                self.stats.hook_error(listener.plugin, event)
             if event != "hook:onError":  # a failing error hook is only logged: no loop
                 self.hook("hook:onError", {"error": exc, "event": event,
                                            "plugin": listener.plugin})

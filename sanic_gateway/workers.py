@@ -18,6 +18,7 @@ import socket
 import sys
 from typing import Any
 
+from . import metrics
 from .app import sighup, summary
 from .gateway import Gateway
 from .logs import DropWarnings
@@ -30,18 +31,31 @@ class Supervisor:
         self.gateway, self.sock, self.url, self.count = gateway, sock, url, count
         self.children: dict[int, int] = {}  # pid -> worker number
         self.stopping = False
+        self.metrics_dir: str | None = None
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, sighup)
-        for number in range(self.count):
-            failed = self._start(number)
-            if failed is not None:
-                return self._finish(self._exit_code_of(failed))
-        if not self.stopping:
-            log.info("%s", summary(self.gateway, self.url, self.count))
-        return self._finish(0)
+        # server.metrics: the workers' metric files, summed by whichever worker is scraped
+        self.metrics_dir = metrics.start_multiprocess() if self.gateway.stats else None
+        try:
+            for number in range(self.count):
+                failed = self._start(number)
+                if failed is not None:
+                    return self._finish(self._exit_code_of(failed))
+            if not self.stopping:
+                log.info("%s", summary(self.gateway, self.url, self.count))
+            return self._finish(0)
+        finally:
+            if self.metrics_dir is not None:
+                metrics.stop_multiprocess(self.metrics_dir)
+
+    def _gone(self, pid: int) -> None:
+        """Worker `pid` was reaped."""
+        self.children.pop(pid, None)
+        if self.metrics_dir is not None:
+            metrics.worker_gone(self.metrics_dir, pid)
 
     def _start(self, number: int) -> int | None:
         """Fork worker `number` and wait until it is ready (None) or gone (its pid)."""
@@ -101,8 +115,8 @@ class Supervisor:
         """A worker ended before it was ready: its exit code (it logged why); 0 if stopping."""
         code = 0
         if pid in self.children:
-            del self.children[pid]
             code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            self._gone(pid)
         if self.stopping:
             return max(code, 0)
         return code if code > 0 else 1
@@ -116,7 +130,7 @@ class Supervisor:
                 pid, status = os.wait()
             except ChildProcessError:
                 break
-            self.children.pop(pid, None)
+            self._gone(pid)
             exit_code = os.waitstatus_to_exitcode(status)
             if not self.stopping:
                 log.error("worker %d exited (code %d): stopping the others", pid, exit_code)
