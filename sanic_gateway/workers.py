@@ -5,7 +5,9 @@ about flags this command does not have, and exit 137. Here each worker is the si
 server of `app.serve`, so its logs, its one-line errors and its exit codes are the same as
 with one worker. The first worker starts alone (it creates the stored JWT key and the
 declared users), the others after it is ready; startup warnings are shown once, by the first.
-SIGTERM or SIGINT stop every worker gracefully; SIGHUP is logged and ignored.
+SIGTERM or SIGINT stop every worker gracefully; SIGHUP is logged and ignored. With
+`server.metrics`, the workers write their metrics to a private directory made before they are
+forked (prometheus-client's multi-process mode), so that one scrape sums them (metrics.py).
 """
 
 from __future__ import annotations
