@@ -194,11 +194,15 @@ async def test_kuzzles_json_stays_and_the_format_argument_chooses(serve):
         assert value(samples, P + "open_connections", protocol="websocket") == 1
         kuzzle = await client.get("/_metrics", headers=admin)
         assert kuzzle.json()["result"]["network"]["connections"]["websocket"] == 1
+        await ws.send("not JSON")  # refused before any action: counted all the same
+        assert json.loads(await ws.recv())["status"] == 400
     await asyncio.sleep(0.1)
     samples = parse((await client.get("/metrics", headers=admin)).text)
     assert value(samples, P + "open_connections", protocol="websocket") == 0
     assert value(samples, P + "requests_total", controller="server", action="metrics",
                  protocol="websocket", status="200") == 1
+    assert value(samples, P + "requests_total", controller="", action="",
+                 protocol="websocket", status="400") == 1
 
 
 async def test_metrics_can_be_turned_off(serve):

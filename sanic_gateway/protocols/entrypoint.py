@@ -385,9 +385,13 @@ class EntryPoint(Mapping[str, Any]):
 
     def error_envelope(self, error: BaseException, request_id: str | None = None,
                        ) -> dict[str, Any]:
-        """The envelope of an error met before the funnel (a frame that is not JSON...)."""
+        """The envelope of an error met before the funnel (a frame that is not JSON...),
+        counted as a request without controller or action (server.metrics)."""
         error = errors.wrap(error)
-        stack = _stack(error) if self._hub.gateway.dev else None
+        gateway = self._hub.gateway
+        if gateway.stats is not None:
+            gateway.stats.refused(error.status, self.name)
+        stack = _stack(error) if gateway.dev else None
         return {
             "requestId": request_id or new_request_id(), "status": error.status,
             "error": error.to_dict(stack=stack), "controller": None, "action": None,
