@@ -60,22 +60,27 @@ class Histogram:
         self.sum += seconds
 
 
-class RequestSeries:
-    """The requests of one action by one protocol: responses by status, and latencies."""
+class RequestSeries(Histogram):
+    """The latencies of the requests of one action, by one protocol, answered with one status:
+    the number of requests is the histogram's count (one look-up and one observation a
+    request). `latency` False: refused before the funnel, counted in the last bucket and not
+    shown as a latency."""
 
-    __slots__ = ("action", "controller", "latency", "protocol", "statuses")
+    __slots__ = ("action", "controller", "latency", "protocol", "status")
 
-    def __init__(self, controller: str, action: str, protocol: str) -> None:
+    def __init__(self, controller: str, action: str, protocol: str, status: int,
+                 latency: bool = True) -> None:
+        super().__init__()
         self.controller, self.action, self.protocol = controller, action, protocol
-        self.statuses: dict[int, int] = {}
-        self.latency = Histogram()
+        self.status = str(status)
+        self.latency = latency
 
 
 class Stats:
     """What happened since the last flush, counted on the event loop's thread."""
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[Any, str], RequestSeries] = {}
+        self.requests: dict[tuple[Any, str, int], RequestSeries] = {}
         self.pipes: dict[tuple[str, str], Histogram] = {}
         self._chains: dict[str, tuple[tuple[Any, ...], tuple[Histogram, ...]]] = {}
         self.pipe_timeouts: dict[tuple[str, str], int] = {}
@@ -88,29 +93,28 @@ class Stats:
     def request(self, action: Action | None, request: Request, protocol: str,
                 seconds: float) -> None:
         """One request the funnel has finished (`action` None: no such action)."""
-        series = self.requests.get((action, protocol))
+        key = (action, protocol, request.response.status)
+        series = self.requests.get(key)
         if series is None:
-            series = self._series(action, protocol)
-        status = request.response.status
-        statuses = series.statuses
-        statuses[status] = statuses.get(status, 0) + 1
-        latency = series.latency
-        latency.counts[bisect_left(BUCKETS, seconds)] += 1
-        latency.sum += seconds
+            series = self._series(key, True)
+        series.counts[bisect_left(BUCKETS, seconds)] += 1
+        series.sum += seconds
         if request.error is not None:
             self._failed(action, request)
 
     def refused(self, status: int, protocol: str) -> None:
         """A request refused before it reached the funnel (unknown URL, unreadable body): no
         controller or action, no latency."""
-        series = self.requests.get((None, protocol))
+        key = ("", protocol, status)
+        series = self.requests.get(key)
         if series is None:
-            series = self._series(None, protocol)
-        series.statuses[status] = series.statuses.get(status, 0) + 1
+            series = self._series(key, False)
+        series.counts[-1] += 1
 
-    def _series(self, action: Action | None, protocol: str) -> RequestSeries:
-        controller, name = (action.controller, action.name) if action is not None else ("", "")
-        series = self.requests[(action, protocol)] = RequestSeries(controller, name, protocol)
+    def _series(self, key: tuple[Any, str, int], latency: bool) -> RequestSeries:
+        action, protocol, status = key
+        controller, name = (action.controller, action.name) if action else ("", "")
+        series = self.requests[key] = RequestSeries(controller, name, protocol, status, latency)
         return series
 
     def _failed(self, action: Action | None, request: Request) -> None:
@@ -266,12 +270,15 @@ class Exporter:
         """Hand what Stats counted to prometheus-client, and zero it."""
         stats = self.stats
         for series in stats.requests.values():
+            count = sum(series.counts)
+            if not count:
+                continue
             labels = (series.controller, series.action, series.protocol)
-            for status, count in series.statuses.items():
-                if count:
-                    self._child(self.requests, (*labels, str(status))).inc(count)
-                    series.statuses[status] = 0
-            self._add(self._child(self.latency, labels), series.latency)
+            self._child(self.requests, (*labels, series.status)).inc(count)
+            if series.latency:
+                self._add(self._child(self.latency, labels), series)
+            else:
+                series.counts[-1] = 0
         for key, histogram in stats.pipes.items():
             self._add(self._child(self.pipe_latency, key), histogram)
         for metric, counts in ((self.pipe_timeouts, stats.pipe_timeouts),
