@@ -10,6 +10,10 @@ per-round ratios b/a, and the server's CPU time per request (steadier than rates
 shares the machine).
 
     python bench/http_overhead.py [--duration 10] [--connections 50] [--rounds 5]
+                                  [--metrics-off]
+
+`--metrics-off` adds (c): the gateway of (b) with `server.metrics: false`, to measure what
+counting the Prometheus metrics costs (b against c, CPU per request).
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--metrics-off", action="store_true",
+                        help="also run (c): the gateway with server.metrics: false")
     args = parser.parse_args()
     if not common.require_wrk():
         return 2
@@ -67,13 +73,18 @@ def main() -> int:
         "b": ("plugin route, full funnel, 3 pipes + 1 hook", common.gateway_cmd,
               "/_/bench/hello"),
     }
-    rates: dict[str, list[float]] = {"a": [], "b": []}
-    cpus: dict[str, list[float]] = {"a": [], "b": []}
+    if args.metrics_off:
+        servers["c"] = ("(b) with server.metrics: false",
+                        lambda p: common.gateway_cmd(p, "--config", "no-metrics.yaml"),
+                        "/_/bench/hello")
+    rates: dict[str, list[float]] = {key: [] for key in servers}
+    cpus: dict[str, list[float]] = {key: [] for key in servers}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "bare_app.py").write_text(common.BARE_APP)
         (work / "bench_plugin.py").write_text(PLUGIN)
         (work / "gateway.yaml").write_text(GATEWAY_YAML)
+        (work / "no-metrics.yaml").write_text(GATEWAY_YAML + "server: {metrics: false}\n")
         for _ in range(args.rounds):
             for key, (_label, cmd, path) in servers.items():
                 port = common.free_port()
@@ -99,6 +110,12 @@ def main() -> int:
           f"{[round(r, 3) for r in ratios]})   target >= 0.8")
     print(f"CPU per request a/b = {statistics.median(cpus['a']) / statistics.median(cpus['b']):.3f}"
           "   (the same ratio, from the server's CPU time)")
+    if args.metrics_off:  # paired by round (b and c run one after the other): drift cancels
+        costs = [b / c - 1 for b, c in zip(cpus["b"], cpus["c"], strict=True)]
+        print(f"metrics: CPU per request b/c - 1 = {statistics.median(costs) * 100:+.1f}% "
+              f"(median of the rounds' {[round(x * 100, 1) for x in costs]}; "
+              f"{statistics.median(cpus['c']) * 1e6:.1f} us without, "
+              f"{statistics.median(cpus['b']) * 1e6:.1f} us with)")
     print(f"server pinned to core {common.SERVER_CORE}, wrk to core {common.CLIENT_CORE}")
     return 0
 

@@ -10,11 +10,8 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from time import perf_counter
 
 from sanic import Sanic
-from sanic.request import Request as SanicRequest
-from sanic.response import HTTPResponse
 
 from . import __version__, drain, logs
 from .config import load_config
@@ -23,7 +20,6 @@ from .gateway import Gateway, PluginStartError, StartError
 from .protocols.http import GatewayErrorHandler, HttpAdapter
 
 log = logging.getLogger("sanic_gateway")
-access_log = logging.getLogger("sanic_gateway.access")
 _names = itertools.count(1)
 
 EXIT_CONFIG = 2  # usage, config and startup errors (port in use, storage unreachable, ...)
@@ -42,7 +38,7 @@ def create_app(gateway: Gateway, name: str | None = None) -> Sanic:
     app.config.REQUEST_TIMEOUT = server.get("request_timeout", 30.0)
     app.config.KEEP_ALIVE_TIMEOUT = server.get("keep_alive_timeout", 15.0)
     app.config.RESPONSE_TIMEOUT = limits.get("request_timeout", 60.0)
-    app.config.ACCESS_LOG = False  # ours, below, under --dev: Sanic's has no request id
+    app.config.ACCESS_LOG = False  # ours (access_log.py): Sanic's has no request id nor user
     app.config.MOTD = False
     app.config.AUTO_EXTEND = False
     app.ctx.gateway = gateway
@@ -57,8 +53,6 @@ def create_app(gateway: Gateway, name: str | None = None) -> Sanic:
     app.ctx.summary = True  # log what is served once ready (the supervisor does it instead)
     app.ctx.url = None
     adapter.install(app, enabled=server["protocols"]["http"]["enabled"], upgrades=upgrades)
-    if gateway.dev:
-        _install_access_log(app)
 
     @app.before_server_start
     async def start_plugins(app: Sanic) -> None:
@@ -90,22 +84,6 @@ def create_app(gateway: Gateway, name: str | None = None) -> Sanic:
         await gateway.stop()
 
     return app
-
-
-def _install_access_log(app: Sanic) -> None:
-    """`--dev`: one line per response: method, path, status, duration, request id."""
-
-    @app.on_request
-    def started(request: SanicRequest) -> None:
-        request.ctx.started = perf_counter()
-
-    @app.on_response
-    def answered(request: SanicRequest, response: HTTPResponse) -> None:
-        started = getattr(request.ctx, "started", None)
-        took = f"{(perf_counter() - started) * 1000:.1f}ms" if started else "-"
-        access_log.info("%s %s %s %s %s id=%s", request.ip or "-", request.method,
-                        request.path, response.status, took,
-                        response.headers.get("X-Kuzzle-Request-Id", "-"))
 
 
 def gateway_secret(gateway: Gateway) -> str | None:

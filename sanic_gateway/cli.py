@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--reload", action="store_true",
                      help="restart when gateway.yaml or a plugin file it loads changes "
                           "(development)")
+    run.add_argument("--access-log", action="store_true",
+                     help="log a line per request (overrides server.access_log)")
+    run.add_argument("--log-format", choices=("text", "json"),
+                     help="text, or json: one JSON object per line (overrides "
+                          "server.log_format)")
     check = sub.add_parser(
         "check", help="validate gateway.yaml and every plugin, then exit",
         description="Validate gateway.yaml, import every plugin and resolve every function it "
@@ -109,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "new":
         return _new(args)
     dev = getattr(args, "dev", False)
-    logs.configure(dev)
+    log_format = getattr(args, "log_format", None)
+    logs.configure(dev, fmt=log_format or "text")
     path = Path(args.config)
     if not path.exists():
         print(f"{args.config}: file not found (looked for {path.resolve()}); "
@@ -120,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_with_reload(args.config, [a for a in (argv or sys.argv[1:])
                                              if a != "--reload"])
-    source = ConfigSource(path, dev=dev)
+    source = ConfigSource(path, dev=dev, log_format=log_format,
+                          access_log=getattr(args, "access_log", False))
     try:
         gateway = source.build()
     except ConfigError as exc:

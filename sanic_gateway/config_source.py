@@ -24,8 +24,11 @@ _INSTALLED = tuple({str(Path(p).resolve()) for key in ("stdlib", "platstdlib", "
 
 
 class ConfigSource:
-    def __init__(self, path: Path, *, dev: bool = False) -> None:
+    def __init__(self, path: Path, *, dev: bool = False, log_format: str | None = None,
+                 access_log: bool = False) -> None:
         self.path, self.dev = path, dev
+        # the command line's --log-format and --access-log, which override the file's keys
+        self.log_format, self.access_log = log_format, access_log
         self.modules: dict[str, str] = {}  # plugin module name -> its file
 
     def build(self) -> Gateway:
@@ -37,7 +40,11 @@ class ConfigSource:
         try:
             config = load_config(self.path)
             logs.register_config_secrets(config.data)
-            return Gateway.build(config, dev=self.dev)
+            if self.log_format is None and config.data["server"]["log_format"] != "text":
+                logs.configure(self.dev, fmt=config.data["server"]["log_format"])
+            gateway = Gateway.build(config, dev=self.dev)
+            gateway.access_log = gateway.access_log or self.access_log
+            return gateway
         finally:
             found = {name: file for name in set(sys.modules) - before
                      if (file := _user_file(sys.modules.get(name)))}

@@ -15,12 +15,14 @@ import collections
 import functools
 import inspect
 import logging
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import errors
 from .hook_runner import HookRunner
+from .metrics import BUCKETS, Histogram, Stats
 from .plugin_threads import PluginThreads
 from .request import Request
 
@@ -84,23 +86,24 @@ class CompiledEvent:
     coroutine. Callers on a hot path check `active` first: an event nobody listens to then
     costs an attribute read."""
 
-    __slots__ = ("active", "bus", "fire", "hooks", "name", "pipes")
+    __slots__ = ("active", "bus", "fire", "hooks", "name", "pipes", "times")
 
     def __init__(self, bus: EventBus, name: str) -> None:
         self.bus = bus
         self.name = name
         self.pipes = bus.pipe_chain(name)
         self.hooks = bus.hook_chain(name)
+        self.times = bus.pipe_times(self.pipes, name)  # server.metrics: found once, here
         self.active = bool(self.pipes or self.hooks)
         if self.pipes and self.hooks:
             self.fire = self._pipes_then_hooks
         elif self.pipes:
-            self.fire = functools.partial(bus.run_pipes, self.pipes, name)
+            self.fire = functools.partial(bus.run_pipes, self.pipes, name, times=self.times)
         else:
             self.fire = self._hooks_only
 
     async def _pipes_then_hooks(self, payload: Any) -> Any:
-        payload = await self.bus.run_pipes(self.pipes, self.name, payload)
+        payload = await self.bus.run_pipes(self.pipes, self.name, payload, self.times)
         self.bus.start_hooks(self.hooks, self.name, payload)
         return payload
 
@@ -152,6 +155,7 @@ class EventBus:
         self._hooks = HookRunner(max_pending=hooks_buffer_size)
         self.threads = PluginThreads(plugin_threads)  # plain-function plugins run there
         self._watchdog: asyncio.Task[None] | None = None
+        self.stats: Stats | None = None  # server.metrics: pipe times, timeouts, hook errors
 
     # -- compilation -------------------------------------------------------------------------
 
@@ -196,7 +200,7 @@ class EventBus:
         if chain is None:
             chain = self.pipe_chain(event)
         if chain:
-            payload = await self.run_pipes(chain, event, payload)
+            payload = await self.run_pipes(chain, event, payload, self.pipe_times(chain, event))
         hooks = self._hook_chains.get(event)
         if hooks is None:
             hooks = self.hook_chain(event)
@@ -212,8 +216,15 @@ class EventBus:
 
     # -- pipes -------------------------------------------------------------------------------
 
-    async def run_pipes(self, chain: tuple[Listener, ...], event: str, payload: Any) -> Any:
-        """The waterfall: each pipe gets what the previous one returned (None: unchanged)."""
+    def pipe_times(self, chain: tuple[Listener, ...], event: str,
+                   ) -> tuple[Histogram, ...] | None:
+        """server.metrics: the histograms the pipes of `chain` on `event` are timed into."""
+        return self.stats.pipe_times(chain, event) if self.stats is not None and chain else None
+
+    async def run_pipes(self, chain: tuple[Listener, ...], event: str, payload: Any,
+                        times: tuple[Histogram, ...] | None = None) -> Any:
+        """The waterfall: each pipe gets what the previous one returned (None: unchanged);
+        each pipe's time goes to its histogram in `times` (metrics.py), when given."""
         if self._running_chains < self.max_concurrent_pipes:
             self._running_chains += 1
         else:
@@ -228,7 +239,7 @@ class EventBus:
                 self._start_watchdog(loop)
             self._slots.add(slot)
         try:
-            for listener in chain:
+            for i, listener in enumerate(chain):
                 started = loop.time()
                 slot.deadline = started + self.pipe_timeout
                 slot.listener = listener
@@ -256,6 +267,10 @@ class EventBus:
                     task.uncancel()
                     raise self._timeout_error(listener, event)
                 elapsed = loop.time() - started
+                if times is not None:  # Histogram.observe, inlined: once per pipe
+                    histogram = times[i]
+                    histogram.counts[bisect_left(BUCKETS, elapsed)] += 1
+                    histogram.sum += elapsed
                 if elapsed > self.pipe_warn_time:
                     log.warning("plugin %r: pipe %r on %r took %.0f ms", listener.plugin,
                                 listener.name, event, elapsed * 1000)
@@ -281,6 +296,8 @@ class EventBus:
                          event, type(out).__name__)
 
     def _timeout_error(self, listener: Listener, event: str) -> errors.GatewayError:
+        if self.stats is not None:
+            self.stats.pipe_timeout(listener.plugin, event)
         log.error("plugin %r: pipe %r on %r cancelled after %.0f ms", listener.plugin,
                   listener.name, event, self.pipe_timeout * 1000)
         return errors.get("plugin.runtime.pipe_timeout", listener.plugin, event,
@@ -337,6 +354,8 @@ class EventBus:
             await listener.call(payload, event)
         except Exception as exc:
             log.exception("plugin %r: hook %r on %r raised", listener.plugin, listener.name, event)
+            if self.stats is not None:
+                self.stats.hook_error(listener.plugin, event)
             if event != "hook:onError":  # a failing error hook is only logged: no loop
                 self.hook("hook:onError", {"error": exc, "event": event,
                                            "plugin": listener.plugin})

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from time import perf_counter
 
 from . import errors
 from .api import Action, ApiTable
 from .events import EventBus
 from .loop_share import LoopShare
+from .metrics import Stats
 from .request import Request
 from .security import SecurityPolicy
 
@@ -28,6 +30,7 @@ class Funnel:
         self.bus = bus
         self.security = security
         self.share = LoopShare()  # pipelining clients cannot hold the loop (loop_share.py)
+        self.stats: Stats | None = None  # server.metrics: counts each request (metrics.py)
         self.prepare()
 
     def prepare(self) -> None:
@@ -51,6 +54,7 @@ class Funnel:
         they are authenticated if they carry a token, but not checked against rights.
         """
         action: Action | None = None
+        started = perf_counter()
         if self.share.due():
             await asyncio.sleep(0)
         try:
@@ -89,6 +93,11 @@ class Funnel:
                 })
             except Exception as exc:
                 request.set_error(self._as_gateway_error(exc, None))
+        stats = self.stats
+        if stats is not None:
+            stats.request(action, request,
+                          request.context.connection.protocol if check_rights else "internal",
+                          perf_counter() - started)
         return request
 
     async def _fail(self, request: Request, action: Action | None, exc: Exception) -> Request:

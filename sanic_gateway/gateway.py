@@ -25,6 +25,7 @@ from .config import Config, ConfigError, ConfigIssue
 from .events import EventBus, Listener, as_async
 from .funnel import Funnel
 from .hook_workers import HookWorkerPool
+from .metrics import Exporter, Stats
 from .plugins import GatewayPluginManager, LoadedPlugin, PluginContext, load_plugins
 from .plugins.functions import FunctionError, resolve
 from .protocols.entrypoint import Hub, ProtocolStartError
@@ -81,6 +82,13 @@ class Gateway:
             plugin_threads=limits["plugin_threads"],
         )
         self.funnel = Funnel(self.api, self.bus, OpenPolicy())
+        # server.metrics: what is counted while serving (metrics.py); the exporter that shows
+        # it is made by start(), in the worker process
+        self.stats: Stats | None = Stats() if config.data["server"].get("metrics", True) else None
+        self.funnel.stats = self.bus.stats = self.stats
+        self.exporter: Exporter | None = None
+        # a line per request (access_log.py): server.access_log, --access-log or --dev
+        self.access_log = dev or bool(config.data["server"].get("access_log", False))
         self.version = __version__
         self.started = False
         # (plugin, strategy name, fields, {method: function}) resolved at build, registered at start
@@ -207,6 +215,8 @@ class Gateway:
             dev=self.dev)
 
         def failed(event: str, error: BaseException) -> None:
+            if self.stats is not None:
+                self.stats.hook_error(plugin.name, event)
             self.bus.hook("hook:onError", {"error": error, "event": event, "plugin": plugin.name})
 
         pool.on_error = failed
@@ -312,6 +322,11 @@ class Gateway:
             await self.storage.close()
             self.storage = None
             raise
+        if self.stats is not None:
+            self.stats.login_action = self.api.get("auth", "login")
+            self.stats.strategies = self.security.strategies
+            self.exporter = Exporter(self)
+            self.exporter.start()
         self.started = True
         await self.bus.trigger("core:gatewayStart", None)
 
@@ -383,6 +398,9 @@ class Gateway:
         if self.cluster is not None:
             await self.cluster.stop()
             self.cluster = None
+        if self.exporter is not None:
+            await self.exporter.stop()
+            self.exporter = None
         if self.storage is not None:
             await self.storage.close()
             self.storage = None

@@ -16,6 +16,9 @@ its logs, its one-line errors and its exit codes are the same whatever the numbe
   drain.py); a new worker that fails before it is ready cancels the reload.
 - SIGTERM or SIGINT stop every worker gracefully. Workers ask the kernel to kill them when
   the supervisor dies (PR_SET_PDEATHSIG), so even a supervisor killed with SIGKILL leaves none.
+- `server.metrics` with several workers: they write their metrics to a private directory made
+  before they are forked (prometheus-client's multi-process mode), so that one scrape sums
+  them (metrics.py); a lone worker keeps its metrics in memory, with the process metrics.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import metrics
 from .app import summary
 from .drain import DRAIN_SIGNAL
 from .gateway import Gateway
@@ -79,6 +83,7 @@ class Supervisor:
         self.received: list[int] = []
         self.reload_wanted = False
         self.stopping = False
+        self.metrics_dir: str | None = None
         self.code = 0
         self.pid = os.getpid()
         self.numbers = itertools.count(1)  # of the next generations
@@ -94,6 +99,9 @@ class Supervisor:
         old_wakeup = signal.set_wakeup_fd(self._wake[1], warn_on_full_buffer=False)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(signum, self._note)
+        first = self.pending
+        if first is not None and first.gateway.stats is not None and first.count > 1:
+            self.metrics_dir = metrics.start_multiprocess()
         try:
             while True:
                 self._handle_signals()
@@ -108,6 +116,8 @@ class Supervisor:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             for fd in self._wake:
                 os.close(fd)
+            if self.metrics_dir is not None:
+                metrics.stop_multiprocess(self.metrics_dir)
 
     def _note(self, signum: int, _frame: Any) -> None:
         self.received.append(signum)
@@ -171,6 +181,8 @@ class Supervisor:
 
     def _gone(self, worker: Worker) -> None:
         """`worker` was reaped: what it held in the supervisor is released."""
+        if self.metrics_dir is not None:  # its open connections no longer count
+            metrics.worker_gone(self.metrics_dir, worker.pid)
         if worker.ready_fd is not None:
             os.close(worker.ready_fd)
             worker.ready_fd = None
@@ -343,3 +355,4 @@ def die_with_parent(parent: int) -> None:
 
 def _how(code: int) -> str:
     return f"killed by {signal.Signals(-code).name}" if code < 0 else f"code {code}"
+

@@ -57,6 +57,9 @@ def test_an_empty_file_is_all_defaults(tmp_path: Path, text: str) -> None:
             "keep_alive_timeout": 15.0,
             "drain_timeout": 30.0,
             "max_connections": 10000,
+            "metrics": True,
+            "access_log": False,
+            "log_format": "text",
             "protocols": {
                 "http": {"enabled": True},
                 "websocket": {"enabled": True, "idle_timeout": 60.0, "send_queue": 50,

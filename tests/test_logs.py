@@ -70,3 +70,36 @@ def test_a_config_path_naming_a_secret_kind_is_not_taken_for_a_secret():
     line = "gateway.yaml:41: security.users.alice.credentials.apikey: an API key is a string"
     assert logs.redact(line) == line
     assert logs.redact("apikey: abc") == "apikey: [redacted]"
+
+
+def test_json_lines_are_redacted_value_by_value():
+    import io
+    import json
+
+    logs.register_secret("a-registered-secret-value")
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level, logging.getLogger("sanic_gateway").level)
+    logs.configure(False, stream, fmt="json")
+    log = logging.getLogger("sanic_gateway.test")
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    try:
+        log.info('body {"password": "pw-in-json", "user": "bob"} key a-registered-secret-value',
+                 extra={"access": {"path": f"/x/{jwt}", "status": 200}})
+        try:
+            raise ValueError(f"token={jwt}")
+        except ValueError:
+            log.exception("failed with $argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        logging.getLogger("sanic_gateway").setLevel(saved[2])
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert len(lines) == 2
+    assert lines[0]["logger"] == "sanic_gateway.test" and lines[0]["level"] == "INFO"
+    assert lines[0]["status"] == 200 and lines[0]["path"] == "/x/eyJ[redacted]"
+    assert lines[1]["level"] == "ERROR" and "ValueError" in lines[1]["exception"]
+    text = stream.getvalue()
+    for secret in ("pw-in-json", "a-registered-secret-value", "eyJzdWIiOiJ4In0", "c2FsdHNhbHQ",
+                   "aGFzaGhhc2g"):
+        assert secret not in text, text

@@ -149,7 +149,7 @@ def test_dev_logs_show_no_secret(tmp_path, storage_url):
         assert all(part not in out for part in h.split("$")[-2:])
     # the access log says who asked what, how it went, and which request it was
     line = next(x for x in out.splitlines() if "POST /_login/local" in x)
-    assert re.search(r"POST /_login/local 200 \d+\.\dms id=[0-9a-f-]{36}$", line), line
+    assert re.search(r"POST /_login/local 200 \d+\.\dms id=[0-9a-f-]{36} user=-1$", line), line
     assert "PRODUCTION" not in out and "Traceback" not in out
 
 

@@ -49,6 +49,12 @@ DESCRIPTIONS: dict[str, str] = {
                               "at most every 10 seconds. `0`: unlimited. `run` raises the "
                               "process's soft open-files limit towards the hard one to fit "
                               "it, and warns when even the hard limit is lower.",
+    "server.metrics": "Prometheus metrics at `GET /metrics` ([Metrics](../operations/metrics.md)); "
+                      "`false`: not counted, and `/metrics` answers 404.",
+    "server.access_log": "A line per request: method, path, status, duration, request id, "
+                         "user (`run --access-log` and `--dev` turn it on too).",
+    "server.log_format": "`text`, or `json`: one JSON object per line, for log shippers "
+                         "(`run --log-format` overrides it; [Logs](../operations/logs.md)).",
     "server.protocols": "The protocols served: the built-in `http`, `websocket` and `mqtt`, "
                         "and custom ones under names of your choice.",
     "server.protocols.http": "HTTP, Kuzzle's routes and the plugins' routes.",
@@ -141,7 +147,8 @@ DESCRIPTIONS: dict[str, str] = {
                "`sqlite:////absolute/path`, `sqlite:///:memory:`, or "
                "`postgresql://user@host:port/db`. `?schema=NAME` keeps several gateways apart "
                "in one database.",
-    "cluster": "Several workers or nodes sharing realtime, revocations and limits through Redis (storage must be PostgreSQL).",
+    "cluster": "Several workers or nodes sharing realtime, revocations and limits through "
+               "Redis (storage must be PostgreSQL).",
     "cluster.redis": "`redis://...` or `rediss://...`; empty means none.",
     "cluster.prefix": "Start of every Redis key and channel the cluster uses: give each cluster "
                       "its own when several share one Redis.",

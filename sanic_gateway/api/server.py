@@ -8,6 +8,7 @@ from typing import Any
 
 from plugin_specs import hookimpl
 
+from .. import errors
 from ..request import Request
 from . import serverinfo
 from .base import Controller, CoreController, controller
@@ -28,7 +29,7 @@ class ServerController(CoreController):
             "adminExists": (self.admin_exists, [("get", "/_adminExists")]),
             "getConfig": (self.get_config, [("get", "/_getConfig")]),
             "capabilities": (self.capabilities, [("get", "/_capabilities")]),
-            "metrics": (self.metrics, [("get", "/_metrics")]),
+            "metrics": (self.metrics, [("get", "/_metrics"), ("get", "/metrics")]),
         })]
 
     async def admin_exists(self, request: Request) -> dict[str, bool]:
@@ -74,11 +75,29 @@ class ServerController(CoreController):
             "version": gateway.version,
         }
 
-    async def metrics(self, request: Request) -> dict[str, Any]:
+    async def metrics(self, request: Request) -> dict[str, Any] | str:
+        """Kuzzle's JSON snapshot; or, with `format=prometheus` (what `GET /metrics` is), the
+        Prometheus text exposition of the counters (metrics.py): one action, one right."""
+        wanted = request.input.args.get("format")
+        if wanted is None and request.context.connection.misc.get("path") == "/metrics":
+            wanted = "prometheus"
+        if wanted not in (None, "json", "prometheus"):
+            raise errors.get("api.assert.invalid_argument", "format", '"json" or "prometheus"')
+        if wanted == "prometheus":
+            exporter = self.gateway.exporter
+            if exporter is None:
+                raise errors.get("api.process.not_found",
+                                 "Prometheus metrics are disabled (server.metrics: false)")
+            body, content_type = exporter.render()
+            request.response.raw = True
+            request.response.set_header("Content-Type", content_type)
+            return body.decode()
         http = getattr(self.gateway, "http", None)
+        connections = {"http/1.1": len(http.open_connections) if http else 0}
+        connections.update((p, n) for p, n in self.gateway.hub.counts.items() if n)
         return {
             "api": {"concurrentRequests": http.active if http else 0, "pendingRequests": 0},
-            "network": {"connections": {"http/1.1": len(http.open_connections) if http else 0}},
+            "network": {"connections": connections},
             "realtime": self.gateway.realtime.metrics(),
         }
 

@@ -83,6 +83,9 @@ SERVER = _mapping(
         # on a reload, how long an old worker keeps its open connections (WebSockets, MQTT)
         "drain_timeout": {**_duration(30.0), "min": 0.0},
         "max_connections": {"type": "integer", "min": 0, "default": 10000},
+        "metrics": _boolean(True),  # Prometheus counters (GET /metrics)
+        "access_log": _boolean(False),  # a line per request (--access-log)
+        "log_format": _string(allowed=["text", "json"], default="text"),  # --log-format
         "protocols": _mapping(PROTOCOLS, allow_unknown=CUSTOM_PROTOCOL, default={}),
     },
     default={},

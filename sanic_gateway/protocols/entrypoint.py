@@ -24,7 +24,7 @@ import types
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .. import errors, inputs
+from .. import access_log, errors, inputs
 from ..request import ClientConnection, Request, RequestContext, new_request_id
 from .base import LoadedProtocol
 from .http import _stack, dumps
@@ -53,6 +53,7 @@ class Hub:
         self.protocols: dict[str, LoadedProtocol] = {}
         self.entry_points: dict[str, EntryPoint] = {}
         self.connections: dict[str, ClientConnection] = {}
+        self.counts: dict[str, int] = {}  # open connections by protocol (metrics)
         self.owners: dict[str, str] = {}  # connection id -> protocol name
         self.channels: dict[str, set[str]] = {}  # channel -> connection ids
         # channel -> {protocol: members of that protocol}: a broadcast costs O(protocols)
@@ -111,6 +112,8 @@ class Hub:
     # -- connections -------------------------------------------------------------------------
 
     def add_connection(self, protocol: str, connection: ClientConnection) -> None:
+        if connection.id not in self.connections:
+            self.counts[protocol] = self.counts.get(protocol, 0) + 1
         self.connections[connection.id] = connection
         self.owners[connection.id] = protocol
         self.gateway.bus.hook("connection:new", connection)
@@ -122,7 +125,9 @@ class Hub:
         connection = self.connections.pop(connection_id)
         for channel in self.memberships.pop(connection_id, ()):
             self._drop_member(channel, connection_id)
-        self.owners.pop(connection_id, None)
+        owner = self.owners.pop(connection_id, None)
+        if owner is not None:
+            self.counts[owner] = self.counts.get(owner, 1) - 1
         token = self.tokens.pop(connection_id, None)
         if token is not None:
             token[1].cancel()
@@ -358,7 +363,12 @@ class EntryPoint(Mapping[str, Any]):
             except errors.GatewayError as exc:
                 return self.error_envelope(exc)
         gateway = self._hub.gateway
-        done = await gateway.funnel.execute(request)
+        if gateway.access_log:
+            started = time.perf_counter()
+            done = await gateway.funnel.execute(request)
+            access_log.protocol_line(self.name, done, time.perf_counter() - started)
+        else:
+            done = await gateway.funnel.execute(request)
         connection = done.context.connection
         if done.context.token is not None and connection.id in self._hub.connections:
             self._hub.track_token(connection.id, done.context.token)
@@ -375,9 +385,13 @@ class EntryPoint(Mapping[str, Any]):
 
     def error_envelope(self, error: BaseException, request_id: str | None = None,
                        ) -> dict[str, Any]:
-        """The envelope of an error met before the funnel (a frame that is not JSON...)."""
+        """The envelope of an error met before the funnel (a frame that is not JSON...),
+        counted as a request without controller or action (server.metrics)."""
         error = errors.wrap(error)
-        stack = _stack(error) if self._hub.gateway.dev else None
+        gateway = self._hub.gateway
+        if gateway.stats is not None:
+            gateway.stats.refused(error.status, self.name)
+        stack = _stack(error) if gateway.dev else None
         return {
             "requestId": request_id or new_request_id(), "status": error.status,
             "error": error.to_dict(stack=stack), "controller": None, "action": None,

@@ -14,6 +14,7 @@ import re
 import traceback
 import types
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -33,7 +34,7 @@ from sanic.helpers import has_message_body
 from sanic.response import HTTPResponse as SanicResponse
 from sanic.response.types import HEADER_TRANSLATION_TABLE
 
-from .. import errors, inputs
+from .. import access_log, errors, inputs
 from ..request import ClientConnection, Request, RequestContext, new_request_id
 from ..security.cookies import COOKIE_ARG, auth_cookie, skips_verification
 from . import openapi_ui
@@ -119,6 +120,8 @@ class HttpAdapter:
         self.connection_events = (gateway.bus.has_listeners("connection:new")
                                   or gateway.bus.has_listeners("connection:remove"))
         self.active = 0  # requests being executed (server:metrics)
+        self.stats = gateway.stats  # server.metrics: requests refused before the funnel
+        self.access_log = gateway.access_log  # a line per request
         self.open_connections: set[Any] = set()  # Sanic's set of live connections, once known
         self.draining = False  # a reload replaces this worker: each answer closes its connection
         gateway.http = self  # type: ignore[attr-defined]
@@ -192,12 +195,13 @@ class HttpAdapter:
 
     async def serve(self, http: SanicRequest, controller: str | None, action: str | None,
                     params: dict[str, str]) -> HTTPResponse:
+        started = perf_counter() if self.access_log else 0.0
         headers = http.headers
         request_id = headers.get("x-kuzzle-request-id")
         try:
             data = self._data(http, controller, action, params)
         except errors.GatewayError as exc:
-            return self.error_response(exc, request_id)
+            return self.error_response(exc, request_id, http, started)
         if request_id:
             data["requestId"] = request_id
         connection = ClientConnection("http", [http.ip], headers, self._connection_id(http),
@@ -213,7 +217,11 @@ class HttpAdapter:
             self.bus.hook("connection:remove", connection)
         if self.draining:  # the client's next request goes to a new worker
             http.stream.keep_alive = False
-        return self.response(request)
+        response = self.response(request)
+        if self.access_log:
+            access_log.http_line(http.ip, http.method, http.path, response.status,
+                                 perf_counter() - started, request.id, request)
+        return response
 
     def _connection_id(self, http: SanicRequest) -> str:
         """The id of the client's connection: the same for the requests of one keep-alive
@@ -287,10 +295,17 @@ class HttpAdapter:
                             content_type=content_type or _JSON)
 
     def error_response(self, error: errors.GatewayError, request_id: str | None,
+                       http: SanicRequest | None = None, started: float | None = None,
                        ) -> HTTPResponse:
-        """An error met before the funnel (routing, size, parsing), in the same envelope."""
+        """An error met before the funnel (routing, size, parsing), in the same envelope;
+        counted and logged as a request without controller or action."""
         if not request_id or not _header_safe(request_id):  # never echo what was refused
             request_id = new_request_id()
+        if self.stats is not None:
+            self.stats.refused(error.status, "http")
+        if self.access_log and http is not None:
+            access_log.http_line(http.ip, http.method, http.path, error.status,
+                                 perf_counter() - started if started else None, request_id)
         envelope = {
             "requestId": request_id, "status": error.status,
             "error": error.to_dict(stack=_stack(error) if self.dev else None),
@@ -384,4 +399,4 @@ class GatewayErrorHandler(ErrorHandler):
         else:
             log.error("unexpected error on %s", path, exc_info=exception)
             error = errors.wrap(exception)
-        return self.adapter.error_response(error, request_id)
+        return self.adapter.error_response(error, request_id, request)

@@ -318,6 +318,9 @@ class Strategies:
     def names(self) -> list[str]:
         return list(self._all)
 
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._all
+
     def all(self) -> list[Strategy]:
         return list(self._all.values())
 
