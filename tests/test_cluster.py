@@ -298,6 +298,11 @@ def test_login_attempts_lock_the_username_on_every_node(nodes: Nodes) -> None:
 
 # -- membership -----------------------------------------------------------------------------
 
+def parent_of(pid: int) -> int:
+    """The parent process of `pid` (Linux's /proc)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def test_members_are_listed_and_a_killed_one_is_dropped(nodes: Nodes) -> None:
     a, b, c = nodes.start(), nodes.start(), nodes.start()
     ids = node_ids(a)
@@ -305,20 +310,23 @@ def test_members_are_listed_and_a_killed_one_is_dropped(nodes: Nodes) -> None:
     info = httpx.get(f"{a}/_serverInfo").json()["result"]["serverInfo"]
     cluster = info["services"]["cluster"]
     assert cluster["status"] == "green" and cluster["nodeId"] in ids
-    pids = {node["pid"] for node in cluster["nodes"]}
-    assert pids == {proc.pid for proc in nodes.procs}
+    # each `run` is a supervisor and its worker: the members are the workers
+    assert {parent_of(node["pid"]) for node in cluster["nodes"]} == {
+        proc.pid for proc in nodes.procs}
     assert all("http" in node["protocols"] for node in cluster["nodes"])
     ready = httpx.get(f"{a}/_ready").json()["result"]
     assert ready["status"] == "green" and ready["nodes"] == ids
     health = httpx.get(f"{a}/_healthCheck").json()["result"]
     assert health["services"]["cluster"] == "green" and len(health["nodes"]) == 3
 
+    survivors = {node["pid"] for node in cluster["nodes"]
+                 if parent_of(node["pid"]) != nodes.procs[2].pid}
     victim = nodes.procs[2]
-    victim.send_signal(signal.SIGKILL)
+    victim.send_signal(signal.SIGKILL)  # its worker dies with it (PR_SET_PDEATHSIG)
     victim.wait(timeout=10)
     assert within(5, lambda: len(node_ids(a)) == 2 and len(node_ids(b)) == 2)
     assert {n["pid"] for n in httpx.get(f"{a}/_serverInfo").json()["result"]["serverInfo"][
-        "services"]["cluster"]["nodes"]} == {nodes.procs[0].pid, nodes.procs[1].pid}
+        "services"]["cluster"]["nodes"]} == survivors
 
     nodes.procs[1].send_signal(signal.SIGTERM)  # a clean stop is seen at once
     nodes.procs[1].wait(timeout=30)
