@@ -280,6 +280,7 @@ class Gateway:
                 await self.realtime.join_cluster(self.cluster)
             auth = self.pm.get_plugin("core:auth")
             self.security = Security(self.storage, self.config.data, issue=auth.issue_for)
+            self.security.tokens.on_revoked.append(self.hub.token_revoked)
             if self.cluster is not None:
                 from .cluster.security import share_security
 

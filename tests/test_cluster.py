@@ -152,15 +152,22 @@ def query(base: str, token: str, **body: Any) -> httpx.Response:
 
 # -- configuration --------------------------------------------------------------------------
 
-def test_sqlite_with_cluster_is_refused_by_check_and_run(tmp_path: Path) -> None:
-    (tmp_path / "gateway.yaml").write_text(
-        'storage: "sqlite:///data.db"\ncluster: {redis: "redis://127.0.0.1:6379/0"}\n')
+@pytest.mark.parametrize(("config", "message"), [
+    ('storage: "sqlite:///data.db"\ncluster: {redis: "redis://127.0.0.1:6379/0"}\n',
+     "cluster mode (cluster.redis) needs PostgreSQL storage"),
+    ('storage: "postgresql://127.0.0.1/test"\n'
+     'cluster: {redis: "redis://127.0.0.1:6379/0", heartbeat: 5s}\n',
+     "gateway.yaml:2: cluster.node_timeout: must be at least twice cluster.heartbeat (5s)"),
+])
+def test_cluster_config_errors_are_refused_by_check_and_run(
+        tmp_path: Path, config: str, message: str) -> None:
+    (tmp_path / "gateway.yaml").write_text(config)
     outs = [subprocess.run([SCRIPT, command, *args], cwd=tmp_path, capture_output=True,
                            text=True, timeout=60)
             for command, args in (("check", ()), ("run", ("--port", str(free_port()))))]
     for out in outs:
         assert out.returncode == 2
-        assert "cluster mode (cluster.redis) needs PostgreSQL storage" in out.stderr
+        assert message in out.stderr
         assert "Traceback" not in out.stderr
     assert outs[0].stderr == outs[1].stderr
 

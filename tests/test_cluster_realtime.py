@@ -358,3 +358,36 @@ async def test_a_plugin_notification_crosses_and_pipes_run_where_it_is_delivered
         publish(b, {"status": "paid", "last": 1})
         last = await next_message(on_a)
         assert last["result"]["_source"].get("last") == 1, last
+
+
+async def test_a_logout_on_one_member_takes_the_subscriber_on_another_out_of_its_rooms(
+        nodes: Nodes) -> None:
+    with (nodes.tmp_path / "gateway.yaml").open("a") as config:
+        config.write(textwrap.dedent("""\
+            auth: {jwt: {secret: a-cluster-test-secret-of-32-characters}}
+            security:
+              users:
+                watcher:
+                  profileIds: [admin]
+                  credentials: {local: {username: watcher, password: watcher-password}}
+            """))
+    a, b = nodes.start(), nodes.start()
+    login = httpx.post(f"{a}/_login/local",
+                       json={"username": "watcher", "password": "watcher-password"})
+    jwt = login.json()["result"]["jwt"]
+    auth = {"Authorization": f"Bearer {jwt}"}
+    async with connect(ws(a)) as on_a:
+        room = (await call(on_a, **subscribe(jwt=jwt)))["result"]["roomId"]
+        r = httpx.post(f"{b}/shop/orders/_publish", json={"status": "paid"}, headers=auth)
+        assert r.status_code == 200, r.text
+        assert (await next_message(on_a))["type"] == "document"
+        assert httpx.post(f"{b}/_logout", headers=auth).status_code == 200
+        other = httpx.post(f"{b}/_login/local",
+                           json={"username": "watcher", "password": "watcher-password"})
+        fresh = {"Authorization": f"Bearer {other.json()['result']['jwt']}"}
+        assert await within(2, lambda: httpx.post(
+            f"{b}/_query", headers=fresh, json={"controller": "realtime", "action": "count",
+                                                "body": {"roomId": room}}).status_code == 404)
+        r = httpx.post(f"{b}/shop/orders/_publish", json={"status": "paid"}, headers=fresh)
+        assert r.status_code == 200, r.text
+        await nothing_more(on_a)  # still open, and notified of nothing

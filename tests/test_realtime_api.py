@@ -296,3 +296,76 @@ async def test_an_expired_token_takes_the_connection_out_of_its_rooms(serve) -> 
         expired = await next_message(ws, 10)
         assert expired["type"] == "TokenExpired"
         assert not realtime.rooms.exists(room["roomId"])
+
+
+async def test_a_revoked_token_takes_its_connections_out_of_their_rooms(serve) -> None:
+    """Logout (from another connection, from the same one, `global`) and revokeTokens: the
+    connections authenticated with the token stop receiving notifications at once, as with
+    Kuzzle's token manager; they stay open, and an API key survives a global logout."""
+    import httpx
+
+    from tests.security_helpers import closed_yaml
+
+    served = await serve(MEMORY + closed_yaml(
+        roles="    watcher: {controllers: {auth: {actions: {'*': true}}, "
+              "realtime: {actions: {'*': true}}}}\n",
+        profiles="    watchers: {policies: [{roleId: watcher}]}\n",
+        users="    carol:\n      profileIds: [watchers]\n"
+              "      credentials: {local: {username: carol, password: carol-password}}\n"))
+    realtime = served.gateway.realtime
+
+    async def login(ws: ClientConnection) -> str:
+        answer = await call(ws, controller="auth", action="login", strategy="local",
+                            body={"username": "carol", "password": "carol-password"})
+        return answer["result"]["jwt"]
+
+    async def publish(ws: ClientConnection, jwt: str) -> None:
+        done = await call(ws, controller="realtime", action="publish", index="shop",
+                          collection="orders", body={"a": 1}, jwt=jwt)
+        assert done["status"] == 200, done
+
+    async with connect(ws_url(served)) as watcher, connect(ws_url(served)) as publisher, \
+            httpx.AsyncClient(base_url=served.url) as http:
+        writer = await login(publisher)
+        # 1. logout through HTTP with the watcher's token
+        jwt = await login(watcher)
+        room = (await call(watcher, **subscribe(body={}, jwt=jwt)))["result"]
+        await publish(publisher, writer)
+        assert (await next_message(watcher))["type"] == "document"
+        out = await http.post("/_logout", headers={"Authorization": f"Bearer {jwt}"})
+        assert out.status_code == 200
+        assert not realtime.rooms.exists(room["roomId"])
+        await publish(publisher, writer)
+        await nothing_more(watcher)  # open, answering, and notified of nothing
+
+        # 2. logout on the subscribed connection itself
+        jwt = await login(watcher)
+        await call(watcher, **subscribe(body={}, jwt=jwt))
+        out = await call(watcher, controller="auth", action="logout", jwt=jwt)
+        assert out["status"] == 200
+        await publish(publisher, writer)
+        await nothing_more(watcher)
+
+        # 3. a global logout from elsewhere; an API key's connection keeps its rooms
+        jwt = await login(watcher)
+        await call(watcher, **subscribe(body={}, jwt=jwt))
+        key = await call(publisher, controller="auth", action="createApiKey", jwt=writer,
+                         body={"description": "watcher"})
+        assert key["status"] == 200, key
+        async with connect(ws_url(served)) as keyed:
+            await call(keyed, **subscribe(body={}, jwt=key["result"]["_source"]["token"]))
+            other = await login(publisher)
+            out = await call(publisher, controller="auth", action="logout", jwt=other,
+                             **{"global": True})
+            assert out["status"] == 200
+            for _ in range(100):
+                if realtime.rooms.count(room["roomId"]) == 1:
+                    break
+                await asyncio.sleep(0.02)
+            assert realtime.rooms.count(room["roomId"]) == 1  # the API key's connection
+            inbox: list[dict[str, Any]] = []
+            done = await call(keyed, inbox, controller="realtime", action="publish",
+                              index="shop", collection="orders", body={"a": 1},
+                              jwt=key["result"]["_source"]["token"])
+            assert done["status"] == 200 and inbox[0]["type"] == "document", (done, inbox)
+            await nothing_more(watcher)

@@ -203,7 +203,7 @@ class Cluster:
         now = seconds + micros / 1e6
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(self._members_key, self.node_id,
-                      orjson.dumps({"beat": now, "info": info}))
+                      orjson.dumps({"beat": now, "timeout": self.node_timeout, "info": info}))
             pipe.hgetall(self._members_key)
             entries = (await pipe.execute())[1]
         seen = set()
@@ -215,10 +215,12 @@ class Cluster:
             try:
                 entry = orjson.loads(raw)
                 beat, described = float(entry["beat"]), entry["info"]
+                # each member is judged by its own timeout: members may beat at other paces
+                timeout = float(entry.get("timeout", self.node_timeout))
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 dead.append(raw_id)
                 continue
-            if now - beat > self.node_timeout:
+            if now - beat > timeout:
                 if now >= self._grace_until:
                     dead.append(raw_id)
                 continue

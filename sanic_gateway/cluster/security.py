@@ -27,8 +27,12 @@ def share_security(security: Security, cluster: Cluster) -> None:
         if isinstance(jti, str):
             tokens.revoked_elsewhere(jti, exp if isinstance(exp, int | float) else None)
 
-    def user_tokens_revoked(_sender: str, _payload: dict[str, Any]) -> None:
-        tokens.clear()
+    def user_tokens_revoked(_sender: str, payload: dict[str, Any]) -> None:
+        kuid = payload.get("kuid")
+        if isinstance(kuid, str):
+            tokens.revoked_all_elsewhere(kuid)
+        else:
+            tokens.clear()
 
     def changed(_sender: str, _payload: dict[str, Any]) -> None:
         store.forget()

@@ -76,6 +76,13 @@ def _check_cluster(document: dict[str, Any], issue: MakeIssue) -> list[ConfigIss
         return [issue(("storage",), "cluster mode (cluster.redis) needs PostgreSQL storage "
                       "(postgresql://...): the members share users, tokens and documents "
                       "through it, and a SQLite file belongs to one machine")]
+    if isinstance(cluster, dict):
+        beat, timeout = cluster.get("heartbeat"), cluster.get("node_timeout")
+        if (isinstance(beat, int | float) and isinstance(timeout, int | float)
+                and timeout < 2 * beat):
+            return [issue(("cluster", "node_timeout"), f"must be at least twice "
+                          f"cluster.heartbeat ({beat:g}s): a member silent for {timeout:g}s "
+                          "would be dropped between two of its own heartbeats")]
     return []
 
 

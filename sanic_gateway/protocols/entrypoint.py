@@ -59,7 +59,8 @@ class Hub:
         # channel -> {protocol: members of that protocol}: a broadcast costs O(protocols)
         self.channel_owners: dict[str, dict[str, int]] = {}
         self.memberships: dict[str, set[str]] = {}  # connection id -> channels
-        self.tokens: dict[str, tuple[str, asyncio.TimerHandle]] = {}
+        # connection id -> (token id, its expiry timer or None, the token)
+        self.tokens: dict[str, tuple[str, asyncio.TimerHandle | None, Any]] = {}
         self.node = f"{socket.gethostname()}/{id(self)}"
         self._tasks: set[asyncio.Future[Any]] = set()
         self.stopped = False
@@ -103,8 +104,9 @@ class Hub:
                     await out
             except Exception:
                 log.exception("protocol %r: stop failed", name)
-        for _, handle in self.tokens.values():
-            handle.cancel()
+        for _, handle, _ in self.tokens.values():
+            if handle is not None:
+                handle.cancel()
         self.tokens.clear()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -129,7 +131,7 @@ class Hub:
         if owner is not None:
             self.counts[owner] = self.counts.get(owner, 1) - 1
         token = self.tokens.pop(connection_id, None)
-        if token is not None:
+        if token is not None and token[1] is not None:
             token[1].cancel()
         self.gateway.bus.hook("connection:remove", connection)
 
@@ -217,33 +219,67 @@ class Hub:
 
     def track_token(self, connection_id: str, token: Any) -> None:
         """A token used on a live connection: when it expires the client gets Kuzzle's
-        TokenExpired notification and the connection leaves its channels."""
+        TokenExpired notification and the connection leaves its channels; when it is revoked
+        (logout, revokeTokens, a deleted user or API key) it leaves them at once
+        (`token_revoked`)."""
         if connection_id not in self.connections or token is None:
             return
-        expires_at = getattr(token, "expiresAt", None)
-        if not expires_at or expires_at < 0:
-            return
         token_id = getattr(token, "_id", None)
+        if token_id is None or getattr(token, "userId", None) == "-1":
+            return
+        if self.gateway.security.tokens.known_revoked(token_id):
+            return  # the request was its logout
         current = self.tokens.get(connection_id)
         if current is not None:
             if current[0] == token_id:
                 return
-            current[1].cancel()
-        loop = asyncio.get_running_loop()
-        delay = min(max(0.0, expires_at / 1000 - time.time()), _MAX_DELAY)
-        handle = loop.call_later(delay, self._token_expired, connection_id, token_id)
-        self.tokens[connection_id] = (token_id, handle)
+            if current[1] is not None:
+                current[1].cancel()
+        handle = None
+        expires_at = getattr(token, "expiresAt", None)
+        if expires_at and expires_at > 0:
+            delay = min(max(0.0, expires_at / 1000 - time.time()), _MAX_DELAY)
+            handle = asyncio.get_running_loop().call_later(
+                delay, self._token_expired, connection_id, token_id)
+        self.tokens[connection_id] = (token_id, handle, token)
 
     def _token_expired(self, connection_id: str, token_id: str) -> None:
         current = self.tokens.get(connection_id)
         if current is None or current[0] != token_id:
             return
-        del self.tokens[connection_id]
         self.notify([SERVER_CHANNEL], connection_id, {
             "status": 200, "info": "This is an automated server notification",
             "message": "Authentication Token Expired", "type": "TokenExpired",
             "node": self.node,
         })
+        self._unauthenticated(connection_id)
+
+    def token_revoked(self, jti: str | None, kuid: str | None) -> None:
+        """Token `jti`, or every token of user `kuid`, was revoked (here or on another
+        member): the connections authenticated with it leave their rooms and channels, as
+        Kuzzle's token manager does on a logout; the connections stay open. For `kuid`, each
+        token is checked again, since a global logout keeps API keys."""
+        for connection_id, (token_id, _, token) in list(self.tokens.items()):
+            if jti is not None and token_id == jti:
+                self._unauthenticated(connection_id)
+            elif kuid is not None and getattr(token, "userId", None) == kuid:
+                task = asyncio.ensure_future(self._recheck(connection_id, token))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _recheck(self, connection_id: str, token: Any) -> None:
+        try:
+            await self.gateway.security.tokens.verify(token.jwt)
+        except errors.GatewayError:
+            current = self.tokens.get(connection_id)
+            if current is not None and current[0] == token._id:
+                self._unauthenticated(connection_id)
+
+    def _unauthenticated(self, connection_id: str) -> None:
+        """The connection's token is no longer valid: it leaves every room and channel."""
+        current = self.tokens.pop(connection_id, None)
+        if current is not None and current[1] is not None:
+            current[1].cancel()
         self._left(connection_id)
         for channel in list(self.memberships.get(connection_id, ())):
             self.leave_channel(channel, connection_id)

@@ -19,6 +19,7 @@ with `singleUse`: a stored entry taken, atomically, by their first verification)
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import re
 import secrets
@@ -37,6 +38,8 @@ from ..config.checks import MIN_SECRET_LENGTH
 from ..storage import Storage
 from .apikeys import APIKEY_PREFIX, APIKEYS, fingerprint
 from .bounded import ExpiringSet, RecentMap
+
+log = logging.getLogger("sanic_gateway.security")
 
 SETTINGS = "gateway.settings"
 REVOKED = "tokens.revoked"
@@ -90,6 +93,9 @@ class Tokens:
         self._verified = RecentMap(RECHECK, VERIFIED_MAX)  # raw JWT -> (Token, when verified)
         self._revoked = ExpiringSet(REVOKED_MAX)  # jti -> when the token expires
         self.peers: Tell | None = None  # cluster mode: tells the other members
+        # called with (jti, None) when a token is revoked, (None, kuid) when all of a
+        # user's are: live connections authenticated with them leave their rooms
+        self.on_revoked: list[Callable[[str | None, str | None], None]] = []
 
     async def start(self) -> None:
         """Use the configured secret, or one generated once and kept in storage, so that
@@ -293,6 +299,7 @@ class Tokens:
         ttl = None if token.expiresAt is None else max(1.0, token.ttl / 1000 + 1)
         await self.storage.create_or_replace(REVOKED, token._id, {"userId": token.userId},
                                              ttl=ttl)
+        self.revoked(token._id, None)
         if self.peers is not None:
             await self.peers(TOKEN_REVOKED, {"jti": token._id, "exp": (
                 None if token.expiresAt is None else token.expiresAt / 1000)})
@@ -301,6 +308,24 @@ class Tokens:
         """Another member revoked token `jti` (expiring at `exp`): refuse it here too."""
         self._revoked.add(jti, exp, time.time())
         self._checked.pop(jti, None)
+        self.revoked(jti, None)
+
+    def revoked_all_elsewhere(self, kuid: str) -> None:
+        """Another member revoked every token of `kuid`: storage is asked again here."""
+        self.clear()
+        self.revoked(None, kuid)
+
+    def revoked(self, jti: str | None, kuid: str | None) -> None:
+        """Tell the listeners (`on_revoked`) that a token or a user's tokens were revoked."""
+        for listener in self.on_revoked:
+            try:
+                listener(jti, kuid)
+            except Exception:
+                log.exception("a token revocation listener failed")
+
+    def known_revoked(self, jti: str) -> bool:
+        """Whether this process knows token `jti` is revoked (no storage asked)."""
+        return jti in self._revoked
 
     def forget(self, jti: str) -> None:
         """Refuse token `jti` in this process from now on, cached verification included (a
@@ -309,6 +334,7 @@ class Tokens:
         now = time.time()
         self._revoked.add(jti, now + 60 * RECHECK, now)  # storage says it from then on
         self._checked.pop(jti, None)
+        self.revoked(jti, None)
 
     async def tell_forgotten(self, jti: str) -> None:
         """Cluster mode: the other members forget token `jti` too."""
@@ -335,5 +361,6 @@ class Tokens:
             await self.storage.delete_by_query(APIKEYS, {"equals": {"userId": kuid}})
         await self.storage.create_or_replace(REVOKED_BEFORE, kuid, marks)
         self.clear()  # a check that started before the write must not be kept
+        self.revoked(None, kuid)
         if self.peers is not None:
             await self.peers(USER_TOKENS_REVOKED, {"kuid": kuid})
