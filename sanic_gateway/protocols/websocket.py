@@ -5,9 +5,16 @@ answer is the envelope HTTP would send plus `room` = `requestId`. Requests of on
 run concurrently (at most `max_in_flight`; beyond, the connection is not read until one ends).
 
 Sanic accepts the HTTP upgrade; the connection is then served by a small asyncio protocol over
-the `websockets` library's sans-I/O ServerProtocol (framing, masking, close handshake, size
-limit), as Kuzzle serves it with uWebSockets: frames are handled as they arrive and answers
-written at once, with no task or lock per message. Sends never wait on a client: when its socket
+the `websockets` library's sans-I/O ServerProtocol (parsing, unmasking, close handshake, size
+limit, pings), as Kuzzle serves it with uWebSockets: frames are handled as they arrive and
+answers written at once, with no task or lock per message. Outgoing text frames are framed here
+(`text_frame`: a server frame is unmasked, and no extension is negotiated, so its bytes are the
+same for every client): a notification to a channel is serialized and framed once, then the
+same bytes are written to each subscriber's socket. Writes are corked for one turn of the event
+loop (as uWebSockets does): what a connection is sent while the loop runs its ready callbacks
+goes out in one write at the end of the turn, so a burst of notifications (several publishes
+handled in one turn, a batch from another cluster member) costs one system call per
+connection, not one per frame. Sends never wait on a client: when its socket
 buffer is full, messages wait in a queue of at most `send_queue`; a client that stops reading
 fills it and is disconnected (close code 1011, as Kuzzle), costing the others nothing.
 `idle_timeout`: a connection silent for half of it is pinged, and closed if still silent after
@@ -44,9 +51,21 @@ _frames_log = logging.getLogger("sanic_gateway.protocols.websocket.frames")
 _frames_log.setLevel(logging.WARNING)
 
 PING = b'{"p":1}'
-PONG = '{"p":2}'
 TOO_SLOW = "too much backpressure: client is too slow"
 SHUTDOWN_GRACE = 10.0  # seconds given to requests in flight when the server stops
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A complete, unmasked, unfragmented server text frame carrying `payload` (UTF-8)."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 65536:
+        return bytes((0x81, 126)) + size.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + size.to_bytes(8, "big") + payload
+
+
+PONG = text_frame(b'{"p":2}')
 
 
 class _Connection(asyncio.Protocol):
@@ -59,7 +78,8 @@ class _Connection(asyncio.Protocol):
         self.ws = ws
         self.connection = connection
         self.http_protocol = http_protocol  # Sanic's, told when the socket goes away
-        self.queue: collections.deque[str] = collections.deque()
+        self.queue: collections.deque[bytes] = collections.deque()  # frames
+        self.corked: list[bytes] | None = None  # frames of this turn of the loop
         self.paused = False
         self.closed = False
         self.seen = True  # data received since the last idle check
@@ -111,6 +131,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.queue.clear()
+        self.corked = None
         self.owner.on_closed(self)
         if not self.done.done():
             self.done.set_result(None)
@@ -121,25 +142,38 @@ class _Connection(asyncio.Protocol):
 
     # -- sending -----------------------------------------------------------------------------
 
-    def send(self, text: str) -> None:
-        """Write `text` now, or queue it while the socket is full; a full queue means the
-        client does not read: it is disconnected."""
+    def send(self, frame: bytes) -> None:
+        """Send a text frame (`text_frame`) at the end of this turn of the loop, or queue it
+        while the socket is full; a full queue means the client does not read: it is
+        disconnected. (Paused, nothing is corked: pausing happens in a write, after uncork.)"""
         if self.closed:
             return
-        if not self.paused:
-            self._write(text)
-        elif len(self.queue) < self.owner.send_queue:
-            self.queue.append(text)
+        if self.paused:
+            if len(self.queue) < self.owner.send_queue:
+                self.queue.append(frame)
+            else:
+                self.owner.too_slow(self)
+        elif self.corked is not None:
+            self.corked.append(frame)
         else:
-            self.owner.too_slow(self)
+            self.corked = [frame]
+            self.owner.cork(self)
 
-    def _write(self, text: str) -> None:
-        self.ws.send_text(text.encode())
-        self._flush_protocol()
+    def uncork(self) -> None:
+        """Write what this turn of the loop sent, in one write."""
+        frames, self.corked = self.corked, None
+        if frames and not self.closed:
+            self._write(frames[0] if len(frames) == 1 else b"".join(frames))
+
+    def _write(self, frame: bytes) -> None:
+        if self.ws.state is State.OPEN:  # not after a close frame (ours or the client's)
+            self.transport.write(frame)
 
     def _flush_protocol(self) -> None:
         """Write what the WebSocket protocol produced (answers, pongs, close frames); close
         the socket when the protocol says the connection is over."""
+        if self.corked:  # frames sent before come first
+            self.uncork()
         out = self.ws.data_to_send()
         if out:
             eof = out[-1] == b""
@@ -155,6 +189,8 @@ class _Connection(asyncio.Protocol):
         """Send a close frame and close the socket (what is buffered is still sent)."""
         if self.closed:
             return
+        if self.corked:
+            self.uncork()
         if self.ws.state is State.OPEN:
             self.ws.send_close(code, reason)
             out = b"".join(self.ws.data_to_send())
@@ -164,6 +200,7 @@ class _Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         self.queue.clear()
+        self.corked = None
         self.transport.abort()
 
 
@@ -182,6 +219,7 @@ class WebSocketProtocol(Protocol):
         self.grace = SHUTDOWN_GRACE
         self.log = log
         self._idle_task: asyncio.Task[None] | None = None
+        self._corked: list[_Connection] = []  # connections with frames of this turn
 
     # -- life --------------------------------------------------------------------------------
 
@@ -237,6 +275,17 @@ class WebSocketProtocol(Protocol):
                     client.pinged = True
                     client.ws.send_ping(b"idle")
                     client._flush_protocol()
+
+    def cork(self, client: _Connection) -> None:
+        """`client` has frames to write at the end of this turn of the loop."""
+        if not self._corked:
+            asyncio.get_running_loop().call_soon(self._uncork)
+        self._corked.append(client)
+
+    def _uncork(self) -> None:
+        corked, self._corked = self._corked, []
+        for client in corked:
+            client.uncork()
 
     # -- upgrade -----------------------------------------------------------------------------
 
@@ -315,13 +364,13 @@ class WebSocketProtocol(Protocol):
         assert entry_point is not None
         envelope = await entry_point.execute(request)
         envelope["room"] = envelope["requestId"]
-        client.send(entry_point.dumps(envelope).decode())
+        client.send(text_frame(entry_point.dumps(envelope)))
 
-    def _error(self, error: errors.GatewayError, request_id: str | None) -> str:
+    def _error(self, error: errors.GatewayError, request_id: str | None) -> bytes:
         assert self.entry_point is not None
         envelope = self.entry_point.error_envelope(error, request_id)
         envelope["room"] = envelope["requestId"]
-        return self.entry_point.dumps(envelope).decode()
+        return text_frame(self.entry_point.dumps(envelope))
 
     def on_closed(self, client: _Connection) -> None:
         connection_id = client.connection.id
@@ -354,7 +403,7 @@ class WebSocketProtocol(Protocol):
         if client is None or self.entry_point is None:
             return
         for channel in channels:
-            client.send(self.entry_point.dumps({**payload, "room": channel}).decode())
+            client.send(text_frame(self.entry_point.dumps({**payload, "room": channel})))
 
     def broadcast(self, channels: Sequence[str], payload: dict[str, Any]) -> None:
         if self.entry_point is None:
@@ -363,11 +412,12 @@ class WebSocketProtocol(Protocol):
             members = self.channels.get(channel)
             if not members:
                 continue
-            text = self.entry_point.dumps({**payload, "room": channel}).decode()
+            frame = text_frame(self.entry_point.dumps({**payload, "room": channel}))
+            clients = self.clients
             for connection_id in tuple(members):
-                client = self.clients.get(connection_id)
+                client = clients.get(connection_id)
                 if client is not None:
-                    client.send(text)
+                    client.send(frame)
 
     def disconnect(self, connection_id: str) -> None:
         client = self.clients.get(connection_id)
