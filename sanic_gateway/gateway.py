@@ -104,7 +104,32 @@ class Gateway:
 
     @classmethod
     def build(cls, config: Config, *, dev: bool = False) -> Gateway:
-        """Load and check every plugin; raise ConfigError listing all problems found."""
+        """Load and check every plugin; raise ConfigError listing all problems found.
+
+        A config loaded with `keep_going` may carry the file's own problems (`issues`): the
+        plugins are still loaded from the rest of the file, so one run reports both."""
+        if config.issues:
+            raise cls._second_pass(config, dev)
+        return cls._build(config, dev=dev)
+
+    @classmethod
+    def _second_pass(cls, config: Config, dev: bool) -> ConfigError:
+        issues, warnings = list(config.issues), []
+        rest = config.checkable()
+        try:
+            if rest is not None:
+                warnings = cls._build(rest, dev=dev).warnings
+        except ConfigError as exc:
+            # what sits under a reported path is a consequence of it, not news
+            issues += [i for i in exc.issues
+                       if not any(i.path[:len(r.path)] == r.path for r in config.issues)]
+            warnings = exc.warnings
+        except Exception:  # a value only the first pass could judge: its report stands
+            log.debug("second pass of the checks stopped", exc_info=True)
+        return ConfigError(issues, warnings)
+
+    @classmethod
+    def _build(cls, config: Config, *, dev: bool = False) -> Gateway:
         gateway = cls(config, dev=dev)
         issues: list[ConfigIssue] = []
         gateway.pm.register(ServerController(gateway), name="core:server")
@@ -120,11 +145,11 @@ class Gateway:
             gateway.hub.add(protocol)
         if not issues:  # roles name existing controllers and actions, plugins' included
             issues += check_declared_api(config.data, role_api(gateway.api), config.issue)
-        if issues:
-            raise ConfigError(issues)
         gateway.warnings = closed_warnings(config.data, gateway.plugin_controllers(),
                                            config.issue)
         gateway.warnings += gateway.unheard_listeners()
+        if issues:
+            raise ConfigError(issues, gateway.warnings)
         gateway.bus.set_listeners(gateway.pipes, gateway.hooks)
         gateway.bus.compile(gateway.known_events())
         gateway.funnel.prepare()
