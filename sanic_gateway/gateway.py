@@ -290,17 +290,27 @@ class Gateway:
         return url
 
     async def start(self) -> None:
-        """Open storage, start security (built-in roles, strategies), call each plugin's init
-        in file order (awaiting async ones), create or update the declared roles, profiles and
-        users (their credentials may be of a plugin strategy), then fire core:gatewayStart.
-        Raises StartError (PluginStartError naming a plugin that failed); nothing stays open
-        then."""
+        """Reach Redis (cluster mode), open storage, join the cluster, start security
+        (built-in roles, strategies), call each plugin's init in file order (awaiting async
+        ones), create or update the declared roles, profiles and users (their credentials may
+        be of a plugin strategy), then fire core:gatewayStart. Raises StartError
+        (PluginStartError naming a plugin that failed); nothing stays open then. Redis comes
+        first: opening storage creates its schema, which a start refused for Redis would
+        leave behind."""
+        cluster = self._cluster()
+        if cluster is not None:
+            try:
+                await cluster.reach()
+            except ClusterStartError as exc:
+                raise StartError(str(exc)) from exc
         try:
             self.storage = await open_storage(self.storage_url())
         except Exception as exc:
+            if cluster is not None:
+                await cluster.stop()
             raise StorageStartError(self.config.data["storage"], exc) from exc
         try:
-            await self._join_cluster()
+            await self._join_cluster(cluster)
             if self.cluster is not None:
                 await self.realtime.join_cluster(self.cluster)
             auth = self.pm.get_plugin("core:auth")
@@ -356,14 +366,20 @@ class Gateway:
         self.started = True
         await self.bus.trigger("core:gatewayStart", None)
 
-    async def _join_cluster(self) -> None:
-        """Cluster mode: join the other members through Redis (StartError if unreachable)."""
+    def _cluster(self) -> Cluster | None:
+        """Cluster mode (`cluster.redis`): this member, not joined yet."""
         spec = self.config.data.get("cluster") or {}
         if not spec.get("redis"):
-            return
+            return None
         cluster = Cluster(spec["redis"], prefix=spec["prefix"], heartbeat=spec["heartbeat"],
                           node_timeout=spec["node_timeout"])
         cluster.describers.append(self._describe_member)
+        return cluster
+
+    async def _join_cluster(self, cluster: Cluster | None) -> None:
+        """Join the other members through Redis (StartError if unreachable)."""
+        if cluster is None:
+            return
         try:
             await cluster.start()
         except ClusterStartError as exc:

@@ -180,6 +180,8 @@ def test_unreachable_redis_at_start_is_one_line_and_exit_2(tmp_path: Path) -> No
     try:
         out = subprocess.run([SCRIPT, "run", "--port", str(free_port())], cwd=tmp_path,
                              capture_output=True, text=True, timeout=60)
+        # Redis is reached before storage is opened: the refused start created no schema
+        assert not schema_exists(url)
     finally:
         drop_schema(url)
     assert out.returncode == 2
@@ -187,6 +189,22 @@ def test_unreachable_redis_at_start_is_one_line_and_exit_2(tmp_path: Path) -> No
     assert len(lines) == 1, out.stderr
     assert f"cluster.redis redis://127.0.0.1:{port}/0: cannot connect" in lines[0]
     assert "hidden-pw" not in out.stderr and "Traceback" not in out.stderr
+
+
+def schema_exists(storage: str) -> bool:
+    import asyncio
+
+    import asyncpg
+
+    async def exists() -> bool:
+        url, _, schema = storage.partition("?schema=")
+        conn = await asyncpg.connect(url)
+        try:
+            return bool(await conn.fetchval(
+                "SELECT 1 FROM information_schema.schemata WHERE schema_name = $1", schema))
+        finally:
+            await conn.close()
+    return asyncio.run(exists())
 
 
 # -- security across nodes ------------------------------------------------------------------
