@@ -204,7 +204,7 @@ def _rebuild(args: argparse.Namespace, source: ConfigSource, previous: Gateway,
         gateway = source.build()
     except ConfigError as exc:
         for line in error_lines(exc, args.config):
-            log.error("%s", line)
+            (log.warning if line.startswith("warning: ") else log.error)("%s", line)
         log.error("reload refused: the previous configuration is still served")
         return None
     server, before = gateway.config.data["server"], previous.config.data["server"]

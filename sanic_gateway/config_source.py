@@ -38,9 +38,11 @@ class ConfigSource:
         importlib.invalidate_caches()
         before = set(sys.modules)
         try:
-            config = load_config(self.path)
-            logs.register_config_secrets(config.data)
-            if self.log_format is None and config.data["server"]["log_format"] != "text":
+            config = load_config(self.path, keep_going=True)
+            if not config.issues:  # else Gateway.build raises: nothing is logged nor served
+                logs.register_config_secrets(config.data)
+            if (self.log_format is None and not config.issues
+                    and config.data["server"]["log_format"] != "text"):
                 logs.configure(self.dev, fmt=config.data["server"]["log_format"])
             gateway = Gateway.build(config, dev=self.dev)
             gateway.access_log = gateway.access_log or self.access_log
@@ -65,5 +67,10 @@ def _user_file(module: object) -> str | None:
 
 
 def error_lines(exc: ConfigError, path: str) -> list[str]:
-    """What `check` prints for an invalid configuration: one line per problem, then a count."""
-    return [*str(exc).splitlines(), f"{len(exc.issues)} error(s) in {path}"]
+    """What `check` prints for an invalid configuration: one line per problem, then its
+    warnings (as `check` prints them when the file is valid), then a count."""
+    count = f"{len(exc.issues)} error(s)"
+    if exc.warnings:
+        count += f" and {len(exc.warnings)} warning(s)"
+    return [*str(exc).splitlines(), *(f"warning: {w}" for w in exc.warnings),
+            f"{count} in {path}"]

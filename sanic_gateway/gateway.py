@@ -104,7 +104,32 @@ class Gateway:
 
     @classmethod
     def build(cls, config: Config, *, dev: bool = False) -> Gateway:
-        """Load and check every plugin; raise ConfigError listing all problems found."""
+        """Load and check every plugin; raise ConfigError listing all problems found.
+
+        A config loaded with `keep_going` may carry the file's own problems (`issues`): the
+        plugins are still loaded from the rest of the file, so one run reports both."""
+        if config.issues:
+            raise cls._second_pass(config, dev)
+        return cls._build(config, dev=dev)
+
+    @classmethod
+    def _second_pass(cls, config: Config, dev: bool) -> ConfigError:
+        issues, warnings = list(config.issues), []
+        rest = config.checkable()
+        try:
+            if rest is not None:
+                warnings = cls._build(rest, dev=dev).warnings
+        except ConfigError as exc:
+            # what sits under a reported path is a consequence of it, not news
+            issues += [i for i in exc.issues
+                       if not any(i.path[:len(r.path)] == r.path for r in config.issues)]
+            warnings = exc.warnings
+        except Exception:  # a value only the first pass could judge: its report stands
+            log.debug("second pass of the checks stopped", exc_info=True)
+        return ConfigError(issues, warnings)
+
+    @classmethod
+    def _build(cls, config: Config, *, dev: bool = False) -> Gateway:
         gateway = cls(config, dev=dev)
         issues: list[ConfigIssue] = []
         gateway.pm.register(ServerController(gateway), name="core:server")
@@ -120,11 +145,11 @@ class Gateway:
             gateway.hub.add(protocol)
         if not issues:  # roles name existing controllers and actions, plugins' included
             issues += check_declared_api(config.data, role_api(gateway.api), config.issue)
-        if issues:
-            raise ConfigError(issues)
         gateway.warnings = closed_warnings(config.data, gateway.plugin_controllers(),
                                            config.issue)
         gateway.warnings += gateway.unheard_listeners()
+        if issues:
+            raise ConfigError(issues, gateway.warnings)
         gateway.bus.set_listeners(gateway.pipes, gateway.hooks)
         gateway.bus.compile(gateway.known_events())
         gateway.funnel.prepare()
@@ -265,17 +290,27 @@ class Gateway:
         return url
 
     async def start(self) -> None:
-        """Open storage, start security (built-in roles, strategies), call each plugin's init
-        in file order (awaiting async ones), create or update the declared roles, profiles and
-        users (their credentials may be of a plugin strategy), then fire core:gatewayStart.
-        Raises StartError (PluginStartError naming a plugin that failed); nothing stays open
-        then."""
+        """Reach Redis (cluster mode), open storage, join the cluster, start security
+        (built-in roles, strategies), call each plugin's init in file order (awaiting async
+        ones), create or update the declared roles, profiles and users (their credentials may
+        be of a plugin strategy), then fire core:gatewayStart. Raises StartError
+        (PluginStartError naming a plugin that failed); nothing stays open then. Redis comes
+        first: opening storage creates its schema, which a start refused for Redis would
+        leave behind."""
+        cluster = self._cluster()
+        if cluster is not None:
+            try:
+                await cluster.reach()
+            except ClusterStartError as exc:
+                raise StartError(str(exc)) from exc
         try:
             self.storage = await open_storage(self.storage_url())
         except Exception as exc:
+            if cluster is not None:
+                await cluster.stop()
             raise StorageStartError(self.config.data["storage"], exc) from exc
         try:
-            await self._join_cluster()
+            await self._join_cluster(cluster)
             if self.cluster is not None:
                 await self.realtime.join_cluster(self.cluster)
             auth = self.pm.get_plugin("core:auth")
@@ -331,14 +366,20 @@ class Gateway:
         self.started = True
         await self.bus.trigger("core:gatewayStart", None)
 
-    async def _join_cluster(self) -> None:
-        """Cluster mode: join the other members through Redis (StartError if unreachable)."""
+    def _cluster(self) -> Cluster | None:
+        """Cluster mode (`cluster.redis`): this member, not joined yet."""
         spec = self.config.data.get("cluster") or {}
         if not spec.get("redis"):
-            return
+            return None
         cluster = Cluster(spec["redis"], prefix=spec["prefix"], heartbeat=spec["heartbeat"],
                           node_timeout=spec["node_timeout"])
         cluster.describers.append(self._describe_member)
+        return cluster
+
+    async def _join_cluster(self, cluster: Cluster | None) -> None:
+        """Join the other members through Redis (StartError if unreachable)."""
+        if cluster is None:
+            return
         try:
             await cluster.start()
         except ClusterStartError as exc:

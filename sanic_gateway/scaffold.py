@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from .config.checks import NAME
+from .scaffold_pytest import PYTEST_INI, note_or_file
 from .yaml_insert import InsertError, insert_entry
 
 BUILTIN_PROTOCOLS = ("http", "websocket", "mqtt")
@@ -35,6 +36,7 @@ class Written:
     block: str  # the gateway.yaml entry, indented for its place in the file
     where: str  # "plugins" or "server.protocols"
     added_to: Path | None  # gateway.yaml, when --add
+    note: str | None = None  # about the user's pytest configuration
 
 
 def new(kind: str, name: str, directory: Path, *, add: bool = False,
@@ -51,6 +53,9 @@ def new(kind: str, name: str, directory: Path, *, add: bool = False,
         if path.exists():
             raise ScaffoldError(f"{path} exists: not overwritten (choose another NAME or --dir)")
     check_not_taken(kind, name, module)
+    pytest_ini, note = note_or_file(directory)
+    if pytest_ini is not None:
+        files[pytest_ini] = ""
     path_in_yaml = ("plugins",) if kind == "plugin" else ("server", "protocols")
     values = {"name": name, "module": module, "cls": cls, "port": str(_unused_port(config))}
     # the test reads the module from its own folder; gateway.yaml from the file's folder
@@ -65,14 +70,17 @@ def new(kind: str, name: str, directory: Path, *, add: bool = False,
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for path, template in files.items():
-        text = _render(template, test_values if template.startswith("test_") else values)
+        if not template:
+            text = PYTEST_INI
+        else:
+            text = _render(template, test_values if template.startswith("test_") else values)
         with open(path, "x", encoding="utf-8") as out:  # "x": never overwrite, even in a race
             out.write(text)
         written.append(path)
     if updated is not None:
         config.write_text(updated, encoding="utf-8")
     shown = yaml_block if add else _nested(path_in_yaml, yaml_block)
-    return Written(written, shown, ".".join(path_in_yaml), config if add else None)
+    return Written(written, shown, ".".join(path_in_yaml), config if add else None, note)
 
 
 def check_name(kind: str, name: str) -> str:
@@ -180,6 +188,8 @@ def summary(kind: str, written: Written) -> str:
         lines.append(written.block.rstrip("\n"))
         lines.append("")
     test = next(p for p in written.files if p.name.startswith("test_"))
+    if written.note:
+        lines.append(written.note)
     lines.append(f"test it: python -m pytest {os.path.relpath(test)}")
     return "\n".join(lines)
 

@@ -368,16 +368,11 @@ class GatewayStarter:
         number = next(_numbers)
         path = self._config_path(config, number)
         variables = {**os.environ, **(env or {})}
-        loaded = load_config(path, env=variables)
+        loaded = load_config(path, env=variables, keep_going=True)
         if not isinstance(config, os.PathLike) and not _names_a_file(config):
             loaded.base_dir = self.base_dir.resolve()
-        if storage == "fresh":
-            loaded.data["storage"] = f"sqlite:///{(self.tmp / f'gateway-{number}.db').resolve()}"
-        elif storage is not None:
-            loaded.data["storage"] = storage
-        for spec in loaded.data["server"]["protocols"].values():
-            if isinstance(spec, dict) and spec.get("enabled", True) and "port" in spec:
-                spec["port"] = 0
+        if not loaded.issues:  # else Gateway.build raises them with the plugins' problems
+            self._for_tests(loaded, storage, number)
         from .gateway import Gateway
 
         gateway = Gateway.build(loaded, dev=dev)
@@ -395,6 +390,16 @@ class GatewayStarter:
         self.running.clear()
         if errors:
             raise errors[0]
+
+    def _for_tests(self, loaded: Any, storage: str | None, number: int) -> None:
+        """A fresh SQLite file (or the given storage) and a free port for each protocol."""
+        if storage == "fresh":
+            loaded.data["storage"] = f"sqlite:///{(self.tmp / f'gateway-{number}.db').resolve()}"
+        elif storage is not None:
+            loaded.data["storage"] = storage
+        for spec in loaded.data["server"]["protocols"].values():
+            if isinstance(spec, dict) and spec.get("enabled", True) and "port" in spec:
+                spec["port"] = 0
 
     def _config_path(self, config: str | os.PathLike[str], number: int) -> Path:
         if isinstance(config, os.PathLike) or _names_a_file(config):

@@ -60,16 +60,107 @@ def test_check_reports_every_error_at_once_without_traceback(tmp_path):
     assert "Traceback" not in err
     assert "gateway.yaml:2: server.prot: unknown key 'prot' (did you mean 'port'?)" in err
     assert "gateway.yaml:4: limits.pipe_timeout:" in err and "soon" in err
-    # plugin errors are only looked for once the file itself is valid
-    fixed = (tmp_path / "gateway.yaml").read_text().replace("prot", "port").replace(
-        "soon", "5s")
-    (tmp_path / "gateway.yaml").write_text(fixed)
+    # the plugins are imported in the same run: their errors come with the file's
+    assert ("gateway.yaml:9: plugins.audit.pipes.document:beforeCreate: no function "
+            "'add_created' in audit:Audit (did you mean 'add_created_at'?)") in err
+    assert "gateway.yaml:11: plugins.other.module: cannot import 'missing_module'" in err
+    assert err.splitlines()[-1] == "4 error(s) in gateway.yaml"
+
+
+CLUSTER_MISTAKES = """\
+    server:
+      port: [1]
+    storage: sqlite:///./data/gateway.db
+    cluster:
+      redis: redis://127.0.0.1:6379/0
+      heartbeat: 2s
+      node_timeout: 1s
+    plugins:
+      greet:
+        module: greet:Greet
+        hooks:
+          "greet/hi:beforeHelo": seen
+        controllers:
+          hi: {hello: hello, bye: by}
+    auth:
+      jwt:
+        secret: short
+"""
+
+
+def _greet(tmp_path: Path, yaml_text: str) -> None:
+    (tmp_path / "greet.py").write_text(textwrap.dedent("""
+        class Greet:
+            def hello(self, request):
+                return "hi"
+            def bye(self, request):
+                return "bye"
+            def seen(self, payload):
+                pass
+    """))
+    (tmp_path / "gateway.yaml").write_text(textwrap.dedent(yaml_text))
+
+
+def test_check_and_run_report_every_error_in_line_order_then_the_warnings(tmp_path):
+    """Cross-key checks (SQLite with cluster mode, node_timeout below twice the heartbeat),
+    the plugins' functions and the file's own errors, in one run, by line, with the
+    warnings after them (exit 2 all the same)."""
+    _greet(tmp_path, CLUSTER_MISTAKES)
+    expected = [
+        "gateway.yaml:2: server.port: expected an integer, got a list",
+        "gateway.yaml:3: storage: cluster mode (cluster.redis) needs PostgreSQL storage "
+        "(postgresql://...): the members share users, tokens and documents through it, and a "
+        "SQLite file belongs to one machine",
+        "gateway.yaml:7: cluster.node_timeout: must be at least twice cluster.heartbeat (2s): "
+        "a member silent for 1s would be dropped between two of its own heartbeats",
+        "gateway.yaml:14: plugins.greet.controllers.hi.bye: no function 'by' in greet:Greet "
+        "(did you mean 'bye'?)",
+        "gateway.yaml:17: auth.jwt.secret: too short: at least 32 characters (or empty: one is "
+        "then generated and kept in storage)",
+        "5 error(s) in gateway.yaml",
+    ]
+    for command in ("check", "run"):
+        done = cli(command, cwd=tmp_path)
+        assert done.returncode == 2, command
+        assert done.stderr.splitlines() == expected, command
+    # with the controller right, the hook on a misspelt event of it is a warning, shown too
+    (tmp_path / "gateway.yaml").write_text(
+        (tmp_path / "gateway.yaml").read_text().replace("bye: by}", "bye: bye}"))
+    warning = ("warning: gateway.yaml:12: plugins.greet.hooks.greet/hi:beforeHelo: 'seen' "
+               "listens to an event the gateway never fires (did you mean "
+               "'greet/hi:beforeHello'?)")
+    for command in ("check", "run"):
+        done = cli(command, cwd=tmp_path)
+        assert done.returncode == 2, command
+        assert done.stderr.splitlines() == [*expected[:3], expected[4], warning,
+                                            "4 error(s) and 1 warning(s) in gateway.yaml"]
+
+
+def test_plugin_errors_are_in_line_order_with_a_warning_after_them(tmp_path):
+    """A valid file whose plugins are wrong: errors by line although found plugin by plugin,
+    then the warnings the successful check would have printed."""
+    _greet(tmp_path, """\
+        plugins:
+          late:
+            module: greet:Greet
+            controllers:
+              late: {hello: helo}
+          greet:
+            module: greet:Greet
+            hooks:
+              "greet/hi:beforeHelo": seen
+            controllers:
+              hi: {hello: hello}
+          early:
+            module: nowhere:Greet
+    """)
     done = cli("check", cwd=tmp_path)
     assert done.returncode == 2
-    assert ("gateway.yaml:9: plugins.audit.pipes.document:beforeCreate: no function "
-            "'add_created' in audit:Audit (did you mean 'add_created_at'?)") in done.stderr
-    assert "gateway.yaml:11: plugins.other.module: cannot import 'missing_module'" in done.stderr
-    assert "2 error(s)" in done.stderr
+    lines = done.stderr.splitlines()
+    # the import error is found first (every plugin is imported before any is checked)
+    assert [line.split(":")[1] for line in lines[:2]] == ["5", "13"]
+    assert lines[2].startswith("warning: gateway.yaml:9: plugins.greet.hooks.")
+    assert lines[3] == "2 error(s) and 1 warning(s) in gateway.yaml"
 
 
 def test_malformed_yaml_and_missing_variable(tmp_path):

@@ -38,18 +38,19 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def pytest_in(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The generated tests, run as their author would, with nothing from this repository but
-    the installed package; `-W error`: they must not even warn."""
+    the installed package (pytest-asyncio included); `-W error`: they must not even warn."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "PYTHONPATH"))}
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "-W", "error", "-p", "no:asyncio", *args], cwd=folder,
+                           "-W", "error", *args], cwd=folder,
                           capture_output=True, text=True, timeout=300, env=env)
 
 
 def test_new_plugin_writes_a_module_a_passing_test_and_prints_the_block(tmp_path: Path):
     done = cli("new", "plugin", "greeter", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["greeter.py", "test_greeter.py"]
-    assert "wrote greeter.py\nwrote test_greeter.py" in done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["greeter.py", "pytest.ini",
+                                                          "test_greeter.py"]
+    assert "wrote greeter.py\nwrote test_greeter.py\nwrote pytest.ini" in done.stdout
     assert "plugins:\n  greeter:\n    module: greeter:GreeterPlugin\n" in done.stdout
     assert '"greeter/greeter:beforeGreet": check_name' in done.stdout
     assert "test it: python -m pytest test_greeter.py" in done.stdout
@@ -64,13 +65,47 @@ def test_new_protocol_writes_a_module_a_passing_test_and_prints_the_block(tmp_pa
     done = cli("new", "protocol", "lines", "--dir", "proto", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "proto"
-    assert sorted(p.name for p in folder.iterdir()) == ["lines.py", "test_lines.py"]
+    assert sorted(p.name for p in folder.iterdir()) == ["lines.py", "pytest.ini",
+                                                        "test_lines.py"]
     # gateway.yaml is in the current folder: the module is found as a package path
     assert ("server:\n  protocols:\n    lines:  # one JSON request per line over TCP\n"
             "      module: proto.lines:LinesProtocol\n      port: 7600\n") in done.stdout
     ran = pytest_in(folder)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "2 passed" in ran.stdout
+
+
+def test_the_generated_test_runs_without_a_warning_from_the_first_run(tmp_path: Path):
+    """pytest-asyncio warns while its loop scope is unset: the pytest.ini written beside the
+    test sets it, and the first run prints no warning at all (not even with -W default)."""
+    done = cli("new", "plugin", "greeter", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "asyncio_default_fixture_loop_scope = function" in (
+        tmp_path / "pytest.ini").read_text()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "PYTHONPATH"))}
+    ran = subprocess.run([sys.executable, "-m", "pytest", "test_greeter.py"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "warning" not in (ran.stdout + ran.stderr).lower(), ran.stdout
+
+
+@pytest.mark.parametrize(("config", "text", "note"), [
+    ("pyproject.toml", "[tool.pytest.ini_options]\naddopts = '-q'\n", True),
+    ("setup.cfg", "[tool:pytest]\nasyncio_default_fixture_loop_scope = function\n", False),
+    ("tox.ini", "[pytest]\n", True),
+])
+def test_a_pytest_configuration_of_the_user_is_kept(tmp_path: Path, config: str, text: str,
+                                                    note: bool):
+    """Above the folder or in it, the user's own configuration governs: no pytest.ini is
+    written, and a note says when it lacks the setting."""
+    (tmp_path / config).write_text(text)
+    done = cli("new", "plugin", "greeter", "--dir", "plugins", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "plugins" / "pytest.ini").exists()
+    said = f"note: {tmp_path / config} configures pytest without " \
+           "asyncio_default_fixture_loop_scope"
+    assert (said in done.stdout) == note, done.stdout
+    assert (tmp_path / config).read_text() == text
 
 
 def test_add_keeps_the_file_and_check_accepts_the_result(tmp_path: Path):

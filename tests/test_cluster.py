@@ -4,116 +4,29 @@ test's own, dropped after), driven by real HTTP clients."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import textwrap
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 
+from tests.cluster_nodes import (
+    CLUSTER_YAML,
+    Nodes,
+    cluster_nodes,
+    nodes_fixture,
+    pg_schema_url,
+)
 from tests.test_cli import SCRIPT, free_port
-from tests.test_run import PG_URL, drop_schema, start, stop
+from tests.test_run import drop_schema
 
-REDIS_URL = os.environ.get("SANIC_GATEWAY_TEST_REDIS", "redis://127.0.0.1:6379/0")
 AT_ONCE = 0.2  # seconds: "at once" is one bus round trip, far below the 1 s cache of old
 
-CLUSTER_YAML = """\
-    storage: "{storage}"
-    cluster: {{redis: "{redis}", prefix: "{prefix}", heartbeat: 200ms, node_timeout: 1s}}
-    limits: {{login_attempts_per_second: 0, login_failures_per_username: 2,
-              login_failure_delay: 20s}}
-    security:
-      roles:
-        anonymous:
-          controllers:
-            auth: {{actions: {{login: true}}}}
-            server: {{actions: {{"*": true}}}}
-        limited:
-          controllers:
-            auth: {{actions: {{"*": true}}}}
-            server: {{actions: {{now: true}}}}
-      profiles:
-        anonymous: {{policies: [{{roleId: anonymous}}]}}
-        limited: {{policies: [{{roleId: limited}}], rateLimit: 6}}
-      users:
-        root:
-          profileIds: [admin]
-          credentials: {{local: {{username: root, password: root-password-1}}}}
-        bob:
-          profileIds: [limited]
-          credentials: {{local: {{username: bob, password: bob-password-1}}}}
-"""
-
-
-class Nodes:
-    """Gateway processes of one cluster, stopped (and their data dropped) at the end."""
-
-    def __init__(self, tmp_path: Path, storage: str, redis_url: str = REDIS_URL) -> None:
-        self.tmp_path, self.storage, self.redis_url = tmp_path, storage, redis_url
-        self.prefix = f"test-{uuid.uuid4().hex[:10]}"
-        self.procs: list[subprocess.Popen[str]] = []
-        (tmp_path / "gateway.yaml").write_text(textwrap.dedent(CLUSTER_YAML.format(
-            storage=storage, redis=redis_url, prefix=self.prefix)))
-
-    def start(self, *args: str) -> str:
-        proc, base = start(self.tmp_path, *args)
-        self.procs.append(proc)
-        return base
-
-    def close(self) -> list[str]:
-        outs = []
-        for proc in self.procs:
-            if proc.poll() is None:
-                outs.append(stop(proc))
-            else:
-                outs.append(proc.communicate()[0] or "")
-        client = redis.Redis.from_url(self.redis_url)
-        try:
-            keys = list(client.scan_iter(f"{self.prefix}:*"))
-            if keys:
-                client.delete(*keys)
-        except redis.RedisError:
-            pass
-        finally:
-            client.close()
-        return outs
-
-
-def pg_schema_url() -> str:
-    import asyncio
-
-    import asyncpg
-
-    async def reachable() -> None:
-        conn = await asyncpg.connect(PG_URL, timeout=5)
-        await conn.close()
-    try:
-        asyncio.run(reachable())
-    except Exception as exc:
-        pytest.skip(f"PostgreSQL unreachable at {PG_URL}: {exc}")
-    return f"{PG_URL}?schema=cluster_{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[Nodes]:
-    try:
-        redis.Redis.from_url(REDIS_URL).ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
-    url = pg_schema_url()
-    made = Nodes(tmp_path, url)
-    try:
-        yield made
-    finally:
-        made.close()
-        drop_schema(url)
+nodes = nodes_fixture(CLUSTER_YAML)
 
 
 def login(base: str, username: str, password: str) -> str:
@@ -180,6 +93,8 @@ def test_unreachable_redis_at_start_is_one_line_and_exit_2(tmp_path: Path) -> No
     try:
         out = subprocess.run([SCRIPT, "run", "--port", str(free_port())], cwd=tmp_path,
                              capture_output=True, text=True, timeout=60)
+        # Redis is reached before storage is opened: the refused start created no schema
+        assert not schema_exists(url)
     finally:
         drop_schema(url)
     assert out.returncode == 2
@@ -187,6 +102,22 @@ def test_unreachable_redis_at_start_is_one_line_and_exit_2(tmp_path: Path) -> No
     assert len(lines) == 1, out.stderr
     assert f"cluster.redis redis://127.0.0.1:{port}/0: cannot connect" in lines[0]
     assert "hidden-pw" not in out.stderr and "Traceback" not in out.stderr
+
+
+def schema_exists(storage: str) -> bool:
+    import asyncio
+
+    import asyncpg
+
+    async def exists() -> bool:
+        url, _, schema = storage.partition("?schema=")
+        conn = await asyncpg.connect(url)
+        try:
+            return bool(await conn.fetchval(
+                "SELECT 1 FROM information_schema.schemata WHERE schema_name = $1", schema))
+        finally:
+            await conn.close()
+    return asyncio.run(exists())
 
 
 # -- security across nodes ------------------------------------------------------------------
@@ -235,16 +166,8 @@ def test_rights_and_deleted_api_keys_change_on_every_node_at_once(nodes: Nodes) 
 
 
 def test_create_first_admin_closes_every_node_at_once(tmp_path: Path) -> None:
-    try:
-        redis.Redis.from_url(REDIS_URL).ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
-    storage = pg_schema_url()
-    nodes = Nodes(tmp_path, storage)
-    (tmp_path / "gateway.yaml").write_text(
-        f'storage: "{storage}"\n'
-        f'cluster: {{redis: "{REDIS_URL}", prefix: "{nodes.prefix}"}}\n')
-    try:
+    open_cluster = 'storage: "{storage}"\ncluster: {{redis: "{redis}", prefix: "{prefix}"}}\n'
+    with cluster_nodes(tmp_path, open_cluster) as nodes:
         a, b = nodes.start(), nodes.start()
 
         def anonymous_reads_a_role(base: str) -> int:
@@ -256,9 +179,6 @@ def test_create_first_admin_closes_every_node_at_once(tmp_path: Path) -> None:
             "credentials": {"local": {"username": "root", "password": "root-password-1"}}})
         assert r.status_code == 200, r.text
         assert within(AT_ONCE, lambda: anonymous_reads_a_role(b) == 401)
-    finally:
-        nodes.close()
-        drop_schema(storage)
 
 
 def test_profile_rate_limit_is_counted_across_nodes(nodes: Nodes) -> None:

@@ -20,8 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.cluster_nodes import REDIS_URL, Nodes, pg_schema_url
 from tests.test_cli import free_port
-from tests.test_cluster import AT_ONCE, REDIS_URL, Nodes, bearer, login, pg_schema_url, within
+from tests.test_cluster import AT_ONCE, bearer, login, within
 from tests.test_run import drop_schema
 
 pytestmark = pytest.mark.slow

@@ -21,7 +21,8 @@ import pytest
 import redis
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.test_cluster import REDIS_URL, Nodes, node_ids, pg_schema_url
+from tests.cluster_nodes import Nodes, nodes_fixture, pg_schema_url
+from tests.test_cluster import node_ids
 from tests.test_realtime_api import call, next_message, nothing_more
 from tests.test_run import drop_schema
 
@@ -35,21 +36,7 @@ YAML = """\
 PAID = {"equals": {"status": "paid"}}
 
 
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[Nodes]:
-    try:
-        redis.Redis.from_url(REDIS_URL).ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
-    url = pg_schema_url()
-    made = Nodes(tmp_path, url)
-    (tmp_path / "gateway.yaml").write_text(textwrap.dedent(YAML.format(
-        storage=url, redis=REDIS_URL, prefix=made.prefix)))
-    try:
-        yield made
-    finally:
-        made.close()
-        drop_schema(url)
+nodes = nodes_fixture(YAML)
 
 
 def ws(base: str) -> str:
@@ -275,9 +262,7 @@ def private_cluster(tmp_path: Path) -> Iterator[tuple[Nodes, PrivateRedis]]:
     server = PrivateRedis(tmp_path)
     server.start()
     storage = pg_schema_url()
-    made = Nodes(tmp_path, storage, server.url)
-    (tmp_path / "gateway.yaml").write_text(textwrap.dedent(YAML.format(
-        storage=storage, redis=server.url, prefix=made.prefix)))
+    made = Nodes(tmp_path, storage, server.url, yaml=YAML)
     try:
         yield made, server
     finally:

@@ -18,7 +18,7 @@ from sanic_gateway.config import load_config
 from sanic_gateway.gateway import Gateway
 from sanic_gateway.realtime.cluster import FULL, STATE, VERSION, ClusterRealtime, ClusterRooms
 from sanic_gateway.realtime.rooms import Channel
-from tests.test_cluster import REDIS_URL
+from tests.cluster_nodes import REDIS_URL
 
 PAID = {"equals": {"status": "paid"}}
 

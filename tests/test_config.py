@@ -639,3 +639,25 @@ def test_from_dict_does_not_touch_its_input() -> None:
     Config.from_dict(data)
 
     assert data == {"plugins": {"a": {"module": "m", "hooks": {"x:y": "f"}}}}
+
+
+def test_errors_are_in_line_order_those_without_a_line_last() -> None:
+    issues = [ConfigIssue("g.yaml", None, ("a",), "first without"),
+              ConfigIssue("g.yaml", 9, ("b",), "nine"),
+              ConfigIssue("g.yaml", 2, ("c",), "two"),
+              ConfigIssue("g.yaml", None, ("d",), "second without"),
+              ConfigIssue("g.yaml", 2, ("e",), "two again")]
+    assert [i.message for i in ConfigError(issues).issues] == [
+        "two", "two again", "nine", "first without", "second without"]
+
+
+def test_cluster_checks_all_report(tmp_path: Path) -> None:
+    """SQLite with cluster mode does not hide a node_timeout below twice the heartbeat."""
+    found = errors(tmp_path, """\
+        storage: sqlite:///./data/gateway.db
+        cluster:
+          redis: redis://127.0.0.1:6379/0
+          heartbeat: 2s
+          node_timeout: 3s
+    """)
+    assert [line.split(": ")[1] for line in found] == ["storage", "cluster.node_timeout"]

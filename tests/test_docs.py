@@ -383,10 +383,13 @@ async def test_the_readme_example_answers_as_the_readme_says(serve):
     readme = ROOT / "README.md"
     config = next(b for b in YAML_CHECKED if b.page == readme)
     served = await serve(config.text, files=_files_of(readme))
-    answer = await served.client.get("/_/hello/hello/ada")
-    assert answer.status_code == 200
-    assert answer.json()["controller"] == "hello/greeting"
-    assert answer.json()["result"] == {"hello": "ada"}
+    shown = re.search(r"curl -s http://127\.0\.0\.1:7512(\S+)", readme.read_text())
+    assert shown and shown.group(1) == "/_/hello/greet/ada"
+    for path in (shown.group(1), "/_plugin/hello/greet/ada"):  # Kuzzle's prefix too
+        answer = await served.client.get(path)
+        assert answer.status_code == 200
+        assert answer.json()["controller"] == "hello/greeting"
+        assert answer.json()["result"] == {"hello": "ada"}
 
 
 async def test_the_first_plugin_answers_as_its_page_says(serve):

@@ -5,6 +5,7 @@ real headless Chromium."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ import yaml
 from openapi_spec_validator import validate
 
 from sanic_gateway.protocols.openapi_ui import ASSETS, CSP
+from tests.browser import Browser
 from tests.test_cli import ROOT, free_port, wait_for
 from tests.test_events import rec_yaml
 
@@ -266,14 +268,74 @@ def test_the_api_page_renders_the_operations_in_headless_chromium(example, tmp_p
         shutil.copy(shot, keep)
 
 
-def test_the_api_page_says_when_the_document_is_not_readable(tmp_path):
-    """A gateway whose visitors may not read `server:openapi`: the page loads and says why the
-    document does not (the browser has no token)."""
-    closed = ("storage: 'sqlite:///:memory:'\n"
-              "server: {port: ${GATEWAY_PORT}}\n"
-              "security: {roles: {anonymous: {controllers: {auth: {actions: {login: true}}}}}}\n")
-    with running(tmp_path, closed) as base:
+CLOSED = ("storage: 'sqlite:///:memory:'\n"
+          "server: {port: ${GATEWAY_PORT}}\n"
+          "security:\n"
+          "  roles: {anonymous: {controllers: {auth: {actions: {login: true}}}}}\n"
+          "  users: {root: {profileIds: [admin], credentials: {local: "
+          "{username: root, password: root-password-1}}}}\n")
+SIGN_IN = "Log in to see this gateway's API"
+FULL = "!!document.querySelector('[data-path=\"/_now\"]')"
+
+
+def test_a_closed_gateway_s_api_page_says_how_to_log_in(tmp_path):
+    """A gateway whose visitors may not read `server:openapi`: the page renders, with its
+    Authorize button, the login route and what to do, instead of a bare "Unauthorized"."""
+    with running(tmp_path, CLOSED) as base:
         assert httpx.get(f"{base}/_openapi").status_code == 401
         html = _chromium("--dump-dom", f"{base}/_openapi/ui").stdout
-    assert "Failed to load API definition" in html
-    assert f"Unauthorized {base}/_openapi" in html
+    assert SIGN_IN in html and "Failed to load API definition" not in html
+    assert "btn authorize" in html and 'data-path="/_login/{strategy}"' in html
+    assert "GET /_openapi</code> answered 401" in html
+    assert 'data-path="/_now"' not in html
+
+
+def test_a_token_authorized_on_the_page_loads_the_api(tmp_path):
+    """Authorize with a token: the whole API appears, and the page's requests carry it."""
+    with running(tmp_path, CLOSED) as base:
+        token = httpx.post(f"{base}/_login/local", json=ADMIN).json()["result"]["jwt"]
+        browser = Browser(f"{base}/_openapi/ui", tmp_path / "profile")
+        try:
+            browser.wait(f"document.body.innerText.includes({SIGN_IN!r})")
+            browser.click(".btn.authorize")
+            browser.type("#auth-bearer-value", "not-a-token")
+            browser.click(".modal-ux .auth-btn-wrapper .authorize")
+            browser.wait("document.body.innerText.includes('The token you authorized was "
+                         "refused (401 ')")
+            browser.click(".btn.authorize")  # the refused token was forgotten: type another
+            browser.type("#auth-bearer-value", token)
+            browser.click(".modal-ux .auth-btn-wrapper .authorize")
+            browser.wait(FULL)
+            assert browser.run("document.querySelectorAll('.opblock-summary-method').length") \
+                >= 100
+            assert browser.run("document.querySelector('.btn.authorize').className") \
+                == "btn authorize locked"
+            browser.click(".btn.authorize")  # Logout: back to the sign-in page
+            browser.click(".modal-ux .auth-btn-wrapper button:not(.btn-done)")
+            browser.wait(f"document.body.innerText.includes({SIGN_IN!r}) && !{FULL}")
+        finally:
+            browser.close()
+
+
+@pytest.mark.parametrize("cookie", [False, True], ids=["token", "cookie"])
+def test_logging_in_from_the_page_loads_the_api(tmp_path, cookie):
+    """Try it out on the login route: its token is authorized, or with cookieAuth the
+    browser's cookie is used; either way the whole API is then shown."""
+    with running(tmp_path, CLOSED) as base:
+        browser = Browser(f"{base}/_openapi/ui", tmp_path / "profile")
+        try:
+            browser.wait(f"document.body.innerText.includes({SIGN_IN!r})")
+            browser.click(".opblock-post .opblock-summary-control")
+            browser.click(".try-out__btn")
+            browser.type("textarea.body-param__text", json.dumps(ADMIN))
+            if cookie:
+                browser.type(".parameters select", "true")
+            browser.click(".execute")
+            browser.wait(FULL)
+            locked = browser.run("document.querySelector('.btn.authorize').className")
+            assert locked == ("btn authorize unlocked" if cookie else "btn authorize locked")
+            cookies = browser.run("fetch('../_me', {credentials: 'same-origin'})"
+                                  ".then(r => r.status)")
+            assert cookies == (200 if cookie else 401)  # the cookie is the browser's
+        finally:
+            browser.close()

@@ -74,11 +74,11 @@ def test_the_scaffold_page_shows_what_the_command_writes_and_it_passes(tmp_path:
     assert protocol.returncode == 0, protocol.stderr
     assert protocol.stdout == console(blocks, "sanic-gateway new protocol lines --add")
     assert (tmp_path / "gateway.yaml").read_text() == marked(blocks, "scaffold")["after"]
-    for name in ("greeter.py", "test_greeter.py", "lines.py", "test_lines.py"):
+    for name in ("greeter.py", "test_greeter.py", "lines.py", "test_lines.py", "pytest.ini"):
         assert (tmp_path / name).read_text() == files[name], f"{name} differs from the page"
     printed = plugin.stdout.split("--add):\n\n")[1].split("\n\ntest it:")[0] + "\n"
     assert printed in [text for marker, _, lang, text in blocks if lang == "yaml"]
-    ran = run_pytest(tmp_path, "-p", "no:asyncio")
+    ran = run_pytest(tmp_path)  # pytest-asyncio installed: the pytest.ini keeps it quiet
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "5 passed" in ran.stdout
     checked = subprocess.run([SCRIPT, "check"], cwd=tmp_path, capture_output=True, text=True,

@@ -149,6 +149,36 @@ def write(tmp_path: Path, *, version: int = 1, extra_route: bool = False) -> Non
     (tmp_path / "gateway.yaml").write_text(config)
 
 
+# an init that fails while a file `broken` is in the gateway's folder
+BREAKABLE_INIT = """
+    def init(self, config, context):
+        if os.path.exists("broken"):
+            raise RuntimeError("cannot start now")
+    Hello.init = init
+"""
+
+
+def start_and_wait(tmp_path: Path, launch: Callable[..., Server], workers: int = 1, *,
+                   breakable: bool = False) -> Server:
+    """The example plugin served by `workers` workers, returned once all of them are ready;
+    `breakable`: with BREAKABLE_INIT."""
+    write(tmp_path)
+    if breakable:
+        plugin = tmp_path / "hello.py"
+        plugin.write_text(plugin.read_text() + textwrap.dedent(BREAKABLE_INIT))
+    server = launch(tmp_path, "--workers", str(workers)) if workers > 1 else launch(tmp_path)
+    server.wait_line(lambda x: f"({workers} worker{'s' if workers > 1 else ''})" in x)
+    return server
+
+
+def wait_gone(pids: set[int], timeout: float) -> None:
+    """Every process of `pids` has exited (zombies count as gone)."""
+    deadline = time.monotonic() + timeout
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(p) for p in pids)
+
+
 def check_output(tmp_path: Path) -> list[str]:
     done = subprocess.run([SCRIPT, "check"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=60)
@@ -219,10 +249,7 @@ def test_sighup_switches_to_a_valid_config_without_dropping_a_connection(tmp_pat
             assert getattr(closed.value, "rcvd", None) is not None, closed.value
             assert closed.value.rcvd.code == 1001
         server.wait_line(lambda x: "draining" in x)
-        deadline = time.monotonic() + 20
-        while any(alive(p) for p in old_pids) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not any(alive(p) for p in old_pids)
+        wait_gone(old_pids, timeout=20)
         time.sleep(0.3)
     finally:
         stop_loop.set()
@@ -256,16 +283,7 @@ def test_sighup_with_an_invalid_config_keeps_serving_the_old_one(tmp_path, launc
 
 
 def test_a_new_worker_failing_its_init_cancels_the_reload(tmp_path, launch):
-    write(tmp_path)
-    plugin = tmp_path / "hello.py"
-    plugin.write_text(plugin.read_text() + textwrap.dedent("""
-        def init(self, config, context):
-            if os.path.exists("broken"):
-                raise RuntimeError("cannot start now")
-        Hello.init = init
-    """))
-    server = launch(tmp_path)
-    server.wait_line(lambda x: "(1 worker)" in x)
+    server = start_and_wait(tmp_path, launch, breakable=True)
     [worker] = server.children()
     (tmp_path / "broken").write_text("")
     server.proc.send_signal(signal.SIGHUP)
@@ -283,9 +301,7 @@ def test_a_new_worker_failing_its_init_cancels_the_reload(tmp_path, launch):
 # -- a worker that dies, a supervisor that is killed ------------------------------------------
 
 def test_a_killed_worker_is_restarted_and_the_others_keep_serving(tmp_path, launch):
-    write(tmp_path)
-    server = launch(tmp_path, "--workers", "2")
-    server.wait_line(lambda x: "(2 workers)" in x)
+    server = start_and_wait(tmp_path, launch, workers=2)
     first = server.children()
     assert len(first) == 2
     victim = min(first)
@@ -304,16 +320,7 @@ def test_a_killed_worker_is_restarted_and_the_others_keep_serving(tmp_path, laun
 
 
 def test_a_worker_failing_again_and_again_is_restarted_ever_more_slowly(tmp_path, launch):
-    write(tmp_path)
-    plugin = tmp_path / "hello.py"
-    plugin.write_text(plugin.read_text() + textwrap.dedent("""
-        def init(self, config, context):
-            if os.path.exists("broken"):
-                raise RuntimeError("cannot start now")
-        Hello.init = init
-    """))
-    server = launch(tmp_path)
-    server.wait_line(lambda x: "(1 worker)" in x)
+    server = start_and_wait(tmp_path, launch, breakable=True)
     (tmp_path / "broken").write_text("")
     [worker] = server.children()
     os.kill(worker, signal.SIGKILL)
@@ -331,17 +338,12 @@ def test_a_worker_failing_again_and_again_is_restarted_ever_more_slowly(tmp_path
 
 
 def test_a_supervisor_killed_with_sigkill_leaves_no_worker(tmp_path, launch):
-    write(tmp_path)
-    server = launch(tmp_path, "--workers", "2")
-    server.wait_line(lambda x: "(2 workers)" in x)
+    server = start_and_wait(tmp_path, launch, workers=2)
     workers = server.children()
     assert len(workers) == 2
     server.proc.kill()
     server.proc.wait(timeout=10)
-    deadline = time.monotonic() + 30
-    while any(alive(p) for p in workers) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(alive(p) for p in workers)
+    wait_gone(workers, timeout=30)
     server.stop()
 
 

@@ -91,6 +91,21 @@ async def test_probes_outside_the_funnel(serve):
         served.gateway.started = True
 
 
+async def test_the_probe_and_the_health_check_differ_by_case_as_in_kuzzle(serve):
+    """Kuzzle 2.56 has both: the router's probe `/_healthcheck` (liveness, no rights, result
+    null) and `/_healthCheck`, the route of server:healthCheck (the services); paths are
+    case-sensitive, so any other spelling is not found."""
+    served = await serve(OPEN_YAML)
+    client = served.client
+    probe, action = await client.get("/_healthcheck"), await client.get("/_healthCheck")
+    assert probe.status_code == action.status_code == 200
+    assert probe.json()["controller"] is None and probe.json()["result"] is None
+    assert action.json()["controller"] == "server" and action.json()["action"] == "healthCheck"
+    assert action.json()["result"]["status"] == "green"
+    for other in ("/_HealthCheck", "/_HEALTHCHECK"):
+        assert (await client.get(other)).status_code == 404, other
+
+
 async def test_get_config_has_no_secret(serve):
     served = await serve(OPEN_YAML)
     r = await served.client.get("/_getConfig")

@@ -24,8 +24,10 @@ def open_with(yaml_text: str) -> str:
 
 
 def run_check(path: Path) -> subprocess.CompletedProcess[str]:
+    # the project's folder on the path: `handlers.*` imports there as in start_gateway
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     return subprocess.run([sys.executable, "-m", "sanic_gateway", "check", "--config", str(path)],
-                          capture_output=True, text=True, timeout=120, cwd=path.parent)
+                          capture_output=True, text=True, timeout=120, cwd=path.parent, env=env)
 
 
 def test_config_errors_are_the_lines_check_prints(start_gateway, tmp_path: Path) -> None:
@@ -44,6 +46,8 @@ def test_config_errors_are_the_lines_check_prints(start_gateway, tmp_path: Path)
     lines = str(caught.value).splitlines()
     assert checked.stderr.splitlines()[:-1] == lines  # then "N error(s) in ..."
     assert any(":2: server.port: " in line for line in lines)
+    assert any(":6: plugins.notes.hooks.request:onSuccess: no function 'cuont'" in line
+               for line in lines)  # the plugins are checked in the same run
 
 
 def test_a_plugin_whose_init_fails_stops_the_start(start_gateway, tmp_path: Path) -> None:

@@ -244,7 +244,9 @@ def _probes() -> dict[str, Any]:
     envelope = {"content": {_JSON: {"schema": {"$ref": "#/components/schemas/Response"}}}}
     paths = {}
     for path, summary, text in (
-            ("/_healthcheck", "liveness probe", "200 while the process serves"),
+            ("/_healthcheck", "liveness probe",
+             "200 while the process serves (not server:healthCheck, GET /_healthCheck, which "
+             "reports the services: the case differs, as in Kuzzle)"),
             ("/_ready", "readiness probe",
              "200 once the gateway has started, 503 before and once it stops")):
         paths[path] = {"get": {

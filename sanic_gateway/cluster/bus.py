@@ -234,6 +234,15 @@ class Cluster:
 
     # -- life --------------------------------------------------------------------------------
 
+    async def reach(self) -> None:
+        """ClusterStartError if Redis cannot be reached; nothing is joined yet. The gateway
+        asks before opening storage, so that a start refused for Redis writes nothing."""
+        try:
+            await self.redis.ping()
+        except REDIS_ERRORS as exc:
+            await self.redis.aclose()
+            raise self._unreachable(exc) from exc
+
     async def start(self) -> None:
         """Connect (ClusterStartError if Redis cannot be reached), join, then keep the
         subscription and the heartbeat alive in the background."""
@@ -243,11 +252,14 @@ class Cluster:
             await self._beat()
         except REDIS_ERRORS as exc:
             await self.redis.aclose()
-            raise ClusterStartError(f"cluster.redis {self.safe_url}: cannot connect: "
-                                    f"{type(exc).__name__}: {exc}") from exc
+            raise self._unreachable(exc) from exc
         self.healthy = True
         await self.send(JOINED, self.describe())
         self._task = asyncio.get_running_loop().create_task(self._supervise(pubsub))
+
+    def _unreachable(self, exc: BaseException) -> ClusterStartError:
+        return ClusterStartError(f"cluster.redis {self.safe_url}: cannot connect: "
+                                 f"{type(exc).__name__}: {exc}")
 
     async def stop(self) -> None:
         """Leave: the others drop this member at once."""

@@ -69,21 +69,24 @@ def check(document: dict[str, Any], issue: MakeIssue) -> list[ConfigIssue]:
 
 def _check_cluster(document: dict[str, Any], issue: MakeIssue) -> list[ConfigIssue]:
     """Cluster members share users, tokens and documents through storage: one SQLite file
-    belongs to one machine (and serializes writers), so cluster mode needs PostgreSQL."""
+    belongs to one machine (and serializes writers), so cluster mode needs PostgreSQL. Each
+    check adds to the list: one run shows every problem of the section."""
     cluster, storage = document.get("cluster"), document.get("storage")
-    if (isinstance(cluster, dict) and isinstance(cluster.get("redis"), str)
-            and isinstance(storage, str) and storage.startswith("sqlite")):
-        return [issue(("storage",), "cluster mode (cluster.redis) needs PostgreSQL storage "
-                      "(postgresql://...): the members share users, tokens and documents "
-                      "through it, and a SQLite file belongs to one machine")]
-    if isinstance(cluster, dict):
-        beat, timeout = cluster.get("heartbeat"), cluster.get("node_timeout")
-        if (isinstance(beat, int | float) and isinstance(timeout, int | float)
-                and timeout < 2 * beat):
-            return [issue(("cluster", "node_timeout"), f"must be at least twice "
-                          f"cluster.heartbeat ({beat:g}s): a member silent for {timeout:g}s "
-                          "would be dropped between two of its own heartbeats")]
-    return []
+    if not isinstance(cluster, dict):
+        return []
+    found = []
+    if (isinstance(cluster.get("redis"), str) and isinstance(storage, str)
+            and storage.startswith("sqlite")):
+        found.append(issue(("storage",), "cluster mode (cluster.redis) needs PostgreSQL "
+                           "storage (postgresql://...): the members share users, tokens and "
+                           "documents through it, and a SQLite file belongs to one machine"))
+    beat, timeout = cluster.get("heartbeat"), cluster.get("node_timeout")
+    if (isinstance(beat, int | float) and isinstance(timeout, int | float)
+            and timeout < 2 * beat):
+        found.append(issue(("cluster", "node_timeout"), f"must be at least twice "
+                           f"cluster.heartbeat ({beat:g}s): a member silent for {timeout:g}s "
+                           "would be dropped between two of its own heartbeats"))
+    return found
 
 
 def _check_oauth2(path: KeyPath, spec: Any, issue: MakeIssue) -> list[ConfigIssue]:

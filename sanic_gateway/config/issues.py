@@ -32,6 +32,11 @@ def did_you_mean(word: Any, candidates: Iterable[Any]) -> str | None:
     return close[0] if close else None
 
 
+def by_line(issues: Iterable[ConfigIssue]) -> list[ConfigIssue]:
+    """Sorted by line, stable, those without a line last."""
+    return sorted(issues, key=lambda i: (i.line is None, i.line or 0))
+
+
 @dataclass
 class ConfigIssue:
     """One problem in the configuration, printed as `file:line: dotted.path: message`."""
@@ -52,10 +57,14 @@ class ConfigIssue:
 
 
 class ConfigError(Exception):
-    """Every problem found in a configuration; `str()` gives one issue per line."""
+    """Every problem found in a configuration, in the order of the file's lines (those without
+    a line last); `str()` gives one issue per line. `warnings` are what `check` would print
+    besides (an event never fired, ...): the user fixing the file wants them too."""
 
-    def __init__(self, issues: list[ConfigIssue]) -> None:
-        self.issues = list(issues)
+    def __init__(self, issues: list[ConfigIssue],
+                 warnings: list[ConfigIssue] | None = None) -> None:
+        self.issues = by_line(issues)
+        self.warnings = by_line(warnings or [])
         super().__init__(str(self))
 
     def __str__(self) -> str:

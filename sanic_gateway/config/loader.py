@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .issues import ConfigError, ConfigIssue, KeyPath
+from .partial import checkable
 from .validate import validate
 from .yaml_loader import load_yaml
 
@@ -27,6 +28,9 @@ class Config:
         self.base_dir = self.path.parent
         self.file = _display_name(path)
         self.lines: dict[KeyPath, int] = dict(lines or {})
+        # load_config(keep_going=True): the file's problems, left for Gateway.build to report
+        # with those of the plugins (then `data` is normalized as far as it could be)
+        self.issues: list[ConfigIssue] = []
 
     def __repr__(self) -> str:
         return f"Config({str(self.path)!r})"
@@ -57,20 +61,34 @@ class Config:
         config.data = config._validated(data, [])
         return config
 
-    def _validated(self, raw: Any, issues: list[ConfigIssue]) -> dict[str, Any]:
+    def _validated(self, raw: Any, issues: list[ConfigIssue],
+                   keep_going: bool = False) -> dict[str, Any]:
         document, found = validate(raw, self.issue)
         reported = {i.path for i in issues}  # e.g. an unset ${VAR}: its emptiness is no news
         issues += [i for i in found if i.path not in reported]
-        if issues:
-            raise ConfigError(sorted(issues, key=lambda i: (i.line is None, i.line or 0)))
+        if issues and not keep_going:
+            raise ConfigError(issues)
+        self.issues = issues
         return document
+
+    def checkable(self) -> Config | None:
+        """This file without the parts `issues` point at, to check the rest further (plugins
+        imported, functions resolved); None when nothing is left to check."""
+        document = checkable(self.data, self.issues)
+        if document is None:
+            return None
+        config = Config(document, self.path, self.lines)
+        config.file, config.base_dir = self.file, self.base_dir
+        return config
 
 
 def load_config(path: str | os.PathLike[str] = "gateway.yaml",
-                env: Mapping[str, str] | None = None) -> Config:
+                env: Mapping[str, str] | None = None, *, keep_going: bool = False) -> Config:
     """Read, substitute `${VAR}` from `env` (default os.environ), validate and normalize.
 
     Raises ConfigError listing every problem found, never anything else for a bad file.
+    With `keep_going`, a file that parses is returned with its problems in `Config.issues`
+    (Gateway.build then reports them with the plugins' own).
     """
     config = Config({}, path)
     try:
@@ -87,7 +105,7 @@ def load_config(path: str | os.PathLike[str] = "gateway.yaml",
     if loaded.fatal:
         raise ConfigError(loaded.issues)
     config.lines = loaded.lines
-    config.data = config._validated(loaded.data, loaded.issues)
+    config.data = config._validated(loaded.data, loaded.issues, keep_going)
     return config
 
 

@@ -3,9 +3,10 @@ the package (`sanic_gateway/static/swagger-ui`): no CDN, nothing fetched from el
 
 Served beside the API like the probes, outside the funnel: the page and its files are the same
 for everyone and reveal nothing; the document it shows is `server:openapi`, under the rights of
-whoever opens the page (the browser sends its `authToken` cookie; the page's Authorize button
-takes a token for the calls made from it). A Content-Security-Policy limits the page to the
-gateway's own origin.
+whoever opens the page (the browser sends its `authToken` cookie; a token given to the page's
+Authorize button reloads the document with it). A visitor who may not read it gets a login page
+instead of an error (gateway-ui.js). A Content-Security-Policy limits the page to the gateway's
+own origin.
 """
 
 from __future__ import annotations
