@@ -85,6 +85,9 @@ class RealtimeController(CoreController):
     async def join(self, request: Request) -> dict[str, str]:
         room_id = _room_id(request)
         connection_id = self._connection(request, "join")
+        cluster = self.realtime.cluster
+        if cluster is not None and not self.realtime.rooms.exists(room_id):
+            await cluster.find_room(room_id)  # made a moment ago on another member?
         out = self.realtime.join(
             connection_id, room_id, scope=_option(request, "scope", "all"),
             users=_option(request, "users", "none"), volatile=request.input.volatile,

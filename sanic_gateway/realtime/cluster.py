@@ -232,6 +232,25 @@ class ClusterRealtime:
             with contextlib.suppress(Exception):
                 await self.cluster.redis.delete(self._hash(self.cluster.node_id))
 
+    async def find_room(self, room_id: str) -> None:
+        """A room this member does not know may have been created on another member a moment
+        ago (its subscriber was answered once the hash was written, the bus message may
+        still be on its way): read it from the others' hashes, where it is written first."""
+        members = [m for m in self.cluster.members() if m != self.cluster.node_id]
+        if not members or not self.cluster.healthy:
+            return
+        try:
+            async with self.cluster.redis.pipeline(transaction=False) as pipe:
+                for member in members:
+                    pipe.hget(self._hash(member), room_id)
+                found = await pipe.execute()
+        except REDIS_ERRORS as exc:
+            self.cluster.failed(exc)
+            return
+        for member, raw in zip(members, found, strict=True):
+            if raw is not None:
+                self._set(member, room_id, orjson.loads(raw))
+
     def _joined(self, member: str) -> None:
         # a member seen again after being dropped (cut off, not dead): it must announce its
         # rooms again, which a new member does at no cost (it has none yet)
