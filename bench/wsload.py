@@ -1,0 +1,53 @@
+"""Build and run wsload (wsload.c beside this file), the C WebSocket load client of the realtime
+benchmarks: an asyncio client costs about as much CPU per notification as the gateway, so it,
+not the gateway, would set the measured rate.
+
+    import wsload
+    result = wsload.run(["--ports", "8080", "--subscribers", "1000", "--rate", "10000"])
+
+`build()` compiles it once per version of the source (cached under the temp dir); `run()`
+returns its JSON report as a dict and raises with its stderr if it failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SOURCE = Path(__file__).resolve().parent / "wsload.c"
+CACHE = Path(tempfile.gettempdir()) / "sanic-gateway-bench"
+
+
+def build() -> Path:
+    """The compiled client, built now if this version of wsload.c has not been yet."""
+    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
+    binary = CACHE / f"wsload-{digest}"
+    if binary.exists():
+        return binary
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise RuntimeError("gcc is needed to build bench/wsload.c: apt-get install gcc")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    partial = binary.with_name(f"{binary.name}.{os.getpid()}")  # concurrent builds never clash
+    subprocess.run([gcc, "-O2", "-Wall", "-Wextra", "-o", str(partial), str(SOURCE)],
+                   check=True, capture_output=True, text=True)
+    partial.replace(binary)
+    return binary
+
+
+def run(args: list[str], core: int | None = None, timeout: float = 600) -> dict[str, Any]:
+    """Run wsload with `args` (pinned to `core` if given and taskset exists) and return its
+    report; a failure raises RuntimeError with what wsload printed."""
+    cmd = [str(build()), *args]
+    if core is not None and shutil.which("taskset"):
+        cmd = ["taskset", "-c", str(core), *cmd]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"wsload failed ({done.returncode}): {done.stderr.strip()}")
+    return json.loads(done.stdout)
