@@ -96,7 +96,7 @@ def wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path, url: str | N
 
 
 def serve(cmd: list[str], cwd: Path, port: int, log: Path,
-          url: str | None = None) -> subprocess.Popen[bytes]:
+          url: str | None = None, timeout: float = 30) -> subprocess.Popen[bytes]:
     """Start a server in `cwd` (importable from there), its output appended to `log`; wait ready.
 
     The server is stopped again if it never gets ready, so no process outlives the benchmark.
@@ -105,7 +105,7 @@ def serve(cmd: list[str], cwd: Path, port: int, log: Path,
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONPATH": str(cwd)})
     try:
-        wait_ready(proc, port, log, url)
+        wait_ready(proc, port, log, url, timeout)
     except BaseException:
         stop(proc)
         raise

@@ -22,7 +22,7 @@ from typing import Any
 
 from . import errors
 from .hook_runner import HookRunner
-from .metrics import BUCKETS, Histogram, Stats
+from .metrics import BUCKETS, FIRST_BUCKET, Histogram, Stats
 from .plugin_threads import PluginThreads
 from .request import Request
 
@@ -51,6 +51,10 @@ class Listener:
 
     def call(self, payload: Any, event: str) -> Awaitable[Any]:
         return self.fn(payload, event) if self.takes_event else self.fn(payload)
+
+
+# a pipe chain as `EventBus.run_steps` runs it: each pipe with its histogram (or None)
+Steps = tuple[tuple[Listener, Histogram | None], ...]
 
 
 def as_async(fn: Callable[..., Any], threads: PluginThreads | None = None, *,
@@ -86,24 +90,26 @@ class CompiledEvent:
     coroutine. Callers on a hot path check `active` first: an event nobody listens to then
     costs an attribute read."""
 
-    __slots__ = ("active", "bus", "fire", "hooks", "name", "pipes", "times")
+    __slots__ = ("active", "bus", "fire", "hooks", "name", "pipes", "steps")
 
     def __init__(self, bus: EventBus, name: str) -> None:
         self.bus = bus
         self.name = name
         self.pipes = bus.pipe_chain(name)
         self.hooks = bus.hook_chain(name)
-        self.times = bus.pipe_times(self.pipes, name)  # server.metrics: found once, here
+        # each pipe with its histogram (server.metrics), found once, here
+        self.steps = bus.pipe_steps(self.pipes, name)
         self.active = bool(self.pipes or self.hooks)
         if self.pipes and self.hooks:
             self.fire = self._pipes_then_hooks
         elif self.pipes:
-            self.fire = functools.partial(bus.run_pipes, self.pipes, name, times=self.times)
+            # positional only: a partial given a keyword copies a dict on each call
+            self.fire = functools.partial(bus.run_steps, self.steps, name)
         else:
             self.fire = self._hooks_only
 
     async def _pipes_then_hooks(self, payload: Any) -> Any:
-        payload = await self.bus.run_pipes(self.pipes, self.name, payload, self.times)
+        payload = await self.bus.run_steps(self.steps, self.name, payload)
         self.bus.start_hooks(self.hooks, self.name, payload)
         return payload
 
@@ -200,7 +206,7 @@ class EventBus:
         if chain is None:
             chain = self.pipe_chain(event)
         if chain:
-            payload = await self.run_pipes(chain, event, payload, self.pipe_times(chain, event))
+            payload = await self.run_steps(self.pipe_steps(chain, event), event, payload)
         hooks = self._hook_chains.get(event)
         if hooks is None:
             hooks = self.hook_chain(event)
@@ -216,15 +222,19 @@ class EventBus:
 
     # -- pipes -------------------------------------------------------------------------------
 
-    def pipe_times(self, chain: tuple[Listener, ...], event: str,
-                   ) -> tuple[Histogram, ...] | None:
-        """server.metrics: the histograms the pipes of `chain` on `event` are timed into."""
-        return self.stats.pipe_times(chain, event) if self.stats is not None and chain else None
+    def pipe_steps(self, chain: tuple[Listener, ...], event: str) -> Steps:
+        """The pipes of `chain` on `event`, each with the histogram its time goes to when
+        server.metrics is on (else None): what `run_steps` runs."""
+        times = self.stats.pipe_times(chain, event) if self.stats is not None and chain else None
+        return tuple(zip(chain, times or (None,) * len(chain), strict=True))
 
-    async def run_pipes(self, chain: tuple[Listener, ...], event: str, payload: Any,
-                        times: tuple[Histogram, ...] | None = None) -> Any:
-        """The waterfall: each pipe gets what the previous one returned (None: unchanged);
-        each pipe's time goes to its histogram in `times` (metrics.py), when given."""
+    def run_pipes(self, chain: tuple[Listener, ...], event: str, payload: Any) -> Awaitable[Any]:
+        """The waterfall: each pipe gets what the previous one returned (None: unchanged)."""
+        return self.run_steps(self.pipe_steps(chain, event), event, payload)
+
+    async def run_steps(self, steps: Steps, event: str, payload: Any) -> Any:
+        """`run_pipes` on a chain made into steps once (`pipe_steps`); each pipe's time goes
+        to its histogram, when it has one."""
         if self._running_chains < self.max_concurrent_pipes:
             self._running_chains += 1
         else:
@@ -239,7 +249,7 @@ class EventBus:
                 self._start_watchdog(loop)
             self._slots.add(slot)
         try:
-            for i, listener in enumerate(chain):
+            for listener, histogram in steps:
                 started = loop.time()
                 slot.deadline = started + self.pipe_timeout
                 slot.listener = listener
@@ -267,9 +277,9 @@ class EventBus:
                     task.uncancel()
                     raise self._timeout_error(listener, event)
                 elapsed = loop.time() - started
-                if times is not None:  # Histogram.observe, inlined: once per pipe
-                    histogram = times[i]
-                    histogram.counts[bisect_left(BUCKETS, elapsed)] += 1
+                if histogram is not None:  # Histogram.observe, inlined: once per pipe
+                    histogram.counts[0 if elapsed <= FIRST_BUCKET
+                                     else bisect_left(BUCKETS, elapsed)] += 1
                     histogram.sum += elapsed
                 if elapsed > self.pipe_warn_time:
                     log.warning("plugin %r: pipe %r on %r took %.0f ms", listener.plugin,

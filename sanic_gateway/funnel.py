@@ -54,7 +54,8 @@ class Funnel:
         they are authenticated if they carry a token, but not checked against rights.
         """
         action: Action | None = None
-        started = perf_counter()
+        stats = self.stats
+        started = perf_counter() if stats is not None else 0.0
         if self.share.due():
             await asyncio.sleep(0)
         try:
@@ -93,7 +94,6 @@ class Funnel:
                 })
             except Exception as exc:
                 request.set_error(self._as_gateway_error(exc, None))
-        stats = self.stats
         if stats is not None:
             stats.request(action, request,
                           request.context.connection.protocol if check_rights else "internal",
