@@ -17,6 +17,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +43,32 @@ def build() -> Path:
     return binary
 
 
-def run(args: list[str], core: int | None = None, timeout: float = 600) -> dict[str, Any]:
+def run(args: list[str], core: int | None = None, timeout: float = 600,
+        on_mark: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run wsload with `args` (pinned to `core` if given and taskset exists) and return its
-    report; a failure raises RuntimeError with what wsload printed."""
+    report; a failure raises RuntimeError with what wsload printed. `on_mark` is called with
+    each phase as it begins ("publishing", "counting", "done"), as wsload enters it."""
     cmd = [str(build()), *args]
+    if on_mark is not None:
+        cmd += ["--marks", "1"]
     if core is not None and shutil.which("taskset"):
         cmd = ["taskset", "-c", str(core), *cmd]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"wsload failed ({done.returncode}): {done.stderr.strip()}")
-    return json.loads(done.stdout)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            said = []
+            assert proc.stderr is not None and proc.stdout is not None
+            for line in proc.stderr:  # the report (one line) fits the pipe's buffer meanwhile
+                if line.startswith("mark ") and on_mark is not None:
+                    on_mark(line[5:].strip())
+                else:
+                    said.append(line)
+            out = proc.stdout.read()
+            status = proc.wait()
+        finally:
+            timer.cancel()
+    if status != 0:
+        raise RuntimeError(f"wsload failed ({status}): {''.join(said).strip()}")
+    return json.loads(out)
