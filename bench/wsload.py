@@ -43,16 +43,27 @@ def build() -> Path:
     return binary
 
 
+def realtime_priority() -> bool:
+    """Whether `run(..., realtime=True)` can give wsload a real-time priority (chrt, root)."""
+    return shutil.which("chrt") is not None and os.geteuid() == 0
+
+
 def run(args: list[str], core: int | None = None, timeout: float = 600,
-        on_mark: Callable[[str], None] | None = None) -> dict[str, Any]:
+        on_mark: Callable[[str], None] | None = None,
+        realtime: bool = False) -> dict[str, Any]:
     """Run wsload with `args` (pinned to `core` if given and taskset exists) and return its
     report; a failure raises RuntimeError with what wsload printed. `on_mark` is called with
-    each phase as it begins ("publishing", "counting", "done"), as wsload enters it."""
+    each phase as it begins ("publishing", "counting", "done"), as wsload enters it.
+    `realtime` (where `realtime_priority()`): SCHED_FIFO, so that on a core it shares with a
+    member it reads frames as they arrive instead of waiting for the member's time slice to
+    end (it only takes the CPU when it has frames to read)."""
     cmd = [str(build()), *args]
     if on_mark is not None:
         cmd += ["--marks", "1"]
     if core is not None and shutil.which("taskset"):
         cmd = ["taskset", "-c", str(core), *cmd]
+    if realtime and realtime_priority():
+        cmd = ["chrt", "-f", "10", *cmd]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True) as proc:
         timer = threading.Timer(timeout, proc.kill)

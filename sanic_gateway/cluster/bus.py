@@ -56,12 +56,21 @@ class Cluster:
         self.heartbeat = heartbeat
         self.node_timeout = max(node_timeout, 2 * heartbeat)
         self.node_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.command_timeout = command_timeout
         self.redis: aioredis.Redis = aioredis.from_url(
             url, socket_timeout=command_timeout, socket_connect_timeout=command_timeout,
             health_check_interval=0, retry_on_timeout=False,
             # no silent reconnection: a lost connection is an outage the supervisor handles
             # (a pub/sub connection re-subscribed behind our back would hide lost messages)
             retry=Retry(NoBackoff(), 0))
+        # bus messages: the same, but timed by `send` itself (asyncio.timeout), because
+        # redis-py's socket_timeout writes each command from a task of its own, one turn of
+        # the loop later; sent at once, a notification leaves for the other members before
+        # this member spends milliseconds writing it to its own subscribers
+        self._sender: aioredis.Redis = aioredis.from_url(
+            url, socket_timeout=None, socket_connect_timeout=command_timeout,
+            health_check_interval=0,
+            retry_on_timeout=False, retry=Retry(NoBackoff(), 0))
         self.healthy = False
         self.on_member_joined: list[Callable[[str], Any]] = []
         self.on_member_left: list[Callable[[str], Any]] = []
@@ -96,18 +105,20 @@ class Cluster:
         """Publish `payload` (JSON-serializable) on `topic` to every other member (`to` None)
         or to those members. False (logged once per outage) when Redis cannot take it."""
         data = orjson.dumps({"s": self.node_id, "t": topic, "p": payload})
+        sender = self._sender
         try:
-            if to is None:
-                await self.redis.publish(self._broadcast, data)
-            else:
-                targets = [t for t in to if t != self.node_id]
-                if len(targets) == 1:
-                    await self.redis.publish(self.key("bus", "node", targets[0]), data)
-                elif targets:
-                    async with self.redis.pipeline(transaction=False) as pipe:
-                        for target in targets:
-                            pipe.publish(self.key("bus", "node", target), data)
-                        await pipe.execute()
+            async with asyncio.timeout(self.command_timeout):
+                if to is None:
+                    await sender.publish(self._broadcast, data)
+                else:
+                    targets = [t for t in to if t != self.node_id]
+                    if len(targets) == 1:
+                        await sender.publish(self.key("bus", "node", targets[0]), data)
+                    elif targets:
+                        async with sender.pipeline(transaction=False) as pipe:
+                            for target in targets:
+                                pipe.publish(self.key("bus", "node", target), data)
+                            await pipe.execute()
         except REDIS_ERRORS as exc:
             self.failed(exc)
             return False
@@ -240,7 +251,7 @@ class Cluster:
         try:
             await self.redis.ping()
         except REDIS_ERRORS as exc:
-            await self.redis.aclose()
+            await self._close()
             raise self._unreachable(exc) from exc
 
     async def start(self) -> None:
@@ -251,7 +262,7 @@ class Cluster:
             pubsub = await self._subscribe()
             await self._beat()
         except REDIS_ERRORS as exc:
-            await self.redis.aclose()
+            await self._close()
             raise self._unreachable(exc) from exc
         self.healthy = True
         await self.send(JOINED, self.describe())
@@ -276,8 +287,12 @@ class Cluster:
         for task in list(self._background):
             task.cancel()
         self.healthy = False
-        with contextlib.suppress(*REDIS_ERRORS):
-            await self.redis.aclose()
+        await self._close()
+
+    async def _close(self) -> None:
+        for client in (self.redis, self._sender):
+            with contextlib.suppress(*REDIS_ERRORS):
+                await client.aclose()
 
     async def _subscribe(self) -> aioredis.client.PubSub:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
@@ -296,6 +311,7 @@ class Cluster:
                 if pubsub is None:
                     # connections opened before the outage are dead: none is used again
                     await self.redis.connection_pool.disconnect()
+                    await self._sender.connection_pool.disconnect()
                     pubsub = await self._subscribe()
                     self._grace_until = time.time() + self.node_timeout  # refined below
                     seconds, _ = await self.redis.time()

@@ -479,8 +479,12 @@ class ClusterRealtime:
             while self._outbox:
                 outbox, self._outbox = self._outbox, {}
                 size, self._outbox_size = self._outbox_size, 0
-                await asyncio.gather(*(self.cluster.send(NOTIFY, {"m": items}, to=[member])
-                                       for member, items in outbox.items()))
+                sends = [self.cluster.send(NOTIFY, {"m": items}, to=[member])
+                         for member, items in outbox.items()]
+                # one member (the usual case): sent in this step, so that the bus message
+                # leaves before this member writes to its own subscribers (the writes were
+                # scheduled after this wake-up); gather would start it a turn later
+                await (sends[0] if len(sends) == 1 else asyncio.gather(*sends))
                 self.forwarded += size
                 self._dropped_logged = False
 
