@@ -105,11 +105,11 @@ def install(app: Sanic, adapter: HttpAdapter) -> None:
                                                  "X-Kuzzle-Request-Id": new_request_id()})
 
     app.add_route(page, PAGE_PATH, methods={"GET", "HEAD"}, name="openapi_ui",
-                  strict_slashes=True)
+                  strict_slashes=True, error_format="json")
     app.add_route(slash, PAGE_PATH + "/", methods={"GET", "HEAD"}, name="openapi_ui_slash",
-                  strict_slashes=True)
+                  strict_slashes=True, error_format="json")
     app.add_route(asset, PAGE_PATH + "/<name>", methods={"GET", "HEAD"},
-                  name="openapi_ui_asset", unquote=True)
+                  name="openapi_ui_asset", unquote=True, error_format="json")
 
 
 def _etags(header: str | None) -> set[str]:
