@@ -14,7 +14,7 @@ from typing import Any
 
 import pluggy
 
-from . import __version__, errors
+from . import __version__, errors, logs, vault
 from .api import Action, ApiTable, Controller, HttpRoute
 from .api.auth import AuthController
 from .api.realtime import RealtimeController
@@ -99,6 +99,10 @@ class Gateway:
         self.hub = Hub(self)  # protocols other than HTTP, their connections and channels
         self.realtime = Realtime(self.hub, self.bus)  # rooms, subscriptions, notifications
         self.warnings: list[ConfigIssue] = []  # what `check` prints besides its summary
+        # the vault's decrypted secrets (`context.secrets`): never in config.data, so neither
+        # in server:getConfig nor in what is logged of the configuration
+        self.secrets: dict[str, Any] = {}
+        self.secrets_file: Any = None  # the Path they were read from, if any
 
     # -- build -------------------------------------------------------------------------------
 
@@ -139,6 +143,7 @@ class Gateway:
         for _name, controllers in gateway.pm.call_each("api_controllers"):
             for controller in controllers or ():
                 gateway.api.add(controller)
+        gateway._open_vault(issues)
         for plugin in load_plugins(config, issues):
             gateway._add_plugin(plugin, issues)
         for protocol in load_protocols(config, issues):
@@ -155,6 +160,23 @@ class Gateway:
         gateway.funnel.prepare()
         gateway.realtime.prepare()
         return gateway
+
+    def _open_vault(self, issues: list[ConfigIssue]) -> None:
+        """Decrypt the secrets at build, so that `check` refuses what `run` would; every
+        decrypted string (and the key) is masked in logs from now on."""
+        spec = self.config.data.get("vault") or {}
+        try:
+            self.secrets = vault.load(spec, self.config.base_dir)
+        except vault.VaultError as exc:
+            issues.append(self.config.issue(("vault", "file") if exc.file_named else ("vault",),
+                                            exc.message))
+            return
+        where = vault.source(spec, self.config.base_dir)
+        logs.register_secret(where.key)
+        if where.key:
+            self.secrets_file = where.file
+        for value in vault.leaves(self.secrets):
+            logs.register_secret(value)
 
     def _add_plugin(self, plugin: LoadedPlugin, issues: list[ConfigIssue]) -> None:
         name, spec, where = plugin.name, plugin.spec, ("plugins", plugin.name)
@@ -236,6 +258,7 @@ class Gateway:
         limits = self.config.data["limits"]
         pool = self.hook_pools[plugin.name] = HookWorkerPool(
             plugin.name, plugin.spec, base_dir=self.config.base_dir, config_data=self.config.data,
+            secrets=self.secrets,
             buffer_size=limits["hook_workers_buffer_size"], timeout=limits["hook_workers_timeout"],
             dev=self.dev)
 
@@ -398,7 +421,7 @@ class Gateway:
 
     async def _init_plugins(self) -> None:
         for name, plugin in self.plugins.items():
-            context = self.contexts[name] = PluginContext(self, name)
+            context = self.contexts[name] = PluginContext(self, name, self.secrets)
             args = {"config": dict(plugin.spec.get("config") or {}), "context": context}
             impl = self.pm.impl_for("init", name)
             init = getattr(plugin.obj, "init", None)
@@ -474,6 +497,9 @@ class Gateway:
         protocols += [f"{name} [{p.source}]" for name, p in self.hub.protocols.items()]
         lines.append(f"protocols ({len(protocols)}): {', '.join(protocols) or '-'}")
         lines.append(f"strategies ({len(strategies)}): {', '.join(strategies) or '-'}")
+        if self.secrets_file is not None:  # names only: the values are secret
+            lines.append(f"secrets: {len(vault.leaves(self.secrets))} value(s) decrypted from "
+                         f"{self.secrets_file}")
         routes = [(r, a) for a in self.api.actions() if a.plugin for r in a.http]
         lines.append(f"routes ({len(routes)}):")
         for route, action in routes:
