@@ -194,7 +194,11 @@ def load(spec: Mapping[str, Any], base_dir: Path,
                          f"{where.key_env}")
     if not found:
         return {}
-    return decrypt_file(where.file, where.key, where.key_env)
+    try:
+        return decrypt_file(where.file, where.key, where.key_env)
+    except VaultError as exc:  # the file's fault (not JSON, not encrypted), or the key's
+        exc.file_named = where.named_by == "vault.file" and WRONG_KEY not in exc.message
+        raise
 
 
 def leaves(tree: Any) -> list[str]:
