@@ -124,9 +124,12 @@ class Gateway:
             if rest is not None:
                 warnings = cls._build(rest, dev=dev).warnings
         except ConfigError as exc:
-            # what sits under a reported path is a consequence of it, not news
+            # what sits under a reported path is a consequence of it, not news; so is the
+            # vault read with defaults in place of a wrong `vault` key
+            vault_wrong = any(r.path[:1] == ("vault",) for r in config.issues)
             issues += [i for i in exc.issues
-                       if not any(i.path[:len(r.path)] == r.path for r in config.issues)]
+                       if not any(i.path[:len(r.path)] == r.path for r in config.issues)
+                       and not (vault_wrong and i.path[:1] == ("vault",))]
             warnings = exc.warnings
         except Exception:  # a value only the first pass could judge: its report stands
             log.debug("second pass of the checks stopped", exc_info=True)

@@ -275,3 +275,12 @@ def test_plugins_get_the_secrets_kourou_encrypted_and_no_log_shows_them(tmp_path
     assert "the AWS key is [redacted]" in logs  # DEBUG (--dev), masked
     for secret in (KEY, "AKIA-very-secret-id", "ho-chi-minh-city-key"):
         assert secret not in logs
+
+
+def test_key_env_must_name_a_variable_and_is_the_only_error_then(tmp_path):
+    _encrypted(tmp_path)  # read with the default key_env, it would be a second error
+    (tmp_path / "gateway.yaml").write_text("vault: {key_env: my key}\n")
+    done = cli("check", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("gateway.yaml:1: vault.key_env: ")
+    assert "1 error(s) in gateway.yaml" in done.stderr
