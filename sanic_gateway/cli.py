@@ -1,4 +1,4 @@
-"""`sanic-gateway run`, `check` and `new`.
+"""`sanic-gateway run`, `check`, `new` and `vault`.
 
 Exit codes: 0 stopped normally, 1 a plugin's `init` raised, 2 a usage, configuration or
 startup error (port in use, storage that cannot be opened, ...). Every error is one line
@@ -102,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
                           "comments and layout are kept)")
     new.add_argument("--config", default="gateway.yaml", metavar="PATH",
                      help="the gateway.yaml --add edits (default: ./gateway.yaml)")
+    from .vault_cli import add_parser as add_vault
+
+    add_vault(sub)
     return parser
 
 
@@ -113,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     if args.command == "new":
         return _new(args)
+    if args.command == "vault":
+        from .vault_cli import run as run_vault
+
+        return run_vault(args)
     dev = getattr(args, "dev", False)
     log_format = getattr(args, "log_format", None)
     logs.configure(dev, fmt=log_format or "text")

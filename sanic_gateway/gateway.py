@@ -14,7 +14,7 @@ from typing import Any
 
 import pluggy
 
-from . import __version__, errors
+from . import __version__, errors, logs, vault
 from .api import Action, ApiTable, Controller, HttpRoute
 from .api.auth import AuthController
 from .api.realtime import RealtimeController
@@ -99,6 +99,10 @@ class Gateway:
         self.hub = Hub(self)  # protocols other than HTTP, their connections and channels
         self.realtime = Realtime(self.hub, self.bus)  # rooms, subscriptions, notifications
         self.warnings: list[ConfigIssue] = []  # what `check` prints besides its summary
+        # the vault's decrypted secrets (`context.secrets`): never in config.data, so neither
+        # in server:getConfig nor in what is logged of the configuration
+        self.secrets: dict[str, Any] = {}
+        self.secrets_file: Any = None  # the Path they were read from, if any
 
     # -- build -------------------------------------------------------------------------------
 
@@ -120,9 +124,12 @@ class Gateway:
             if rest is not None:
                 warnings = cls._build(rest, dev=dev).warnings
         except ConfigError as exc:
-            # what sits under a reported path is a consequence of it, not news
+            # what sits under a reported path is a consequence of it, not news; so is the
+            # vault read with defaults in place of a wrong `vault` key
+            vault_wrong = any(r.path[:1] == ("vault",) for r in config.issues)
             issues += [i for i in exc.issues
-                       if not any(i.path[:len(r.path)] == r.path for r in config.issues)]
+                       if not any(i.path[:len(r.path)] == r.path for r in config.issues)
+                       and not (vault_wrong and i.path[:1] == ("vault",))]
             warnings = exc.warnings
         except Exception:  # a value only the first pass could judge: its report stands
             log.debug("second pass of the checks stopped", exc_info=True)
@@ -139,6 +146,7 @@ class Gateway:
         for _name, controllers in gateway.pm.call_each("api_controllers"):
             for controller in controllers or ():
                 gateway.api.add(controller)
+        gateway._open_vault(issues)
         for plugin in load_plugins(config, issues):
             gateway._add_plugin(plugin, issues)
         for protocol in load_protocols(config, issues):
@@ -155,6 +163,23 @@ class Gateway:
         gateway.funnel.prepare()
         gateway.realtime.prepare()
         return gateway
+
+    def _open_vault(self, issues: list[ConfigIssue]) -> None:
+        """Decrypt the secrets at build, so that `check` refuses what `run` would; every
+        decrypted string (and the key) is masked in logs from now on."""
+        spec = self.config.data.get("vault") or {}
+        try:
+            self.secrets = vault.load(spec, self.config.base_dir)
+        except vault.VaultError as exc:
+            issues.append(self.config.issue(("vault", "file") if exc.file_named else ("vault",),
+                                            exc.message))
+            return
+        where = vault.source(spec, self.config.base_dir)
+        logs.register_secret(where.key)
+        if where.key:
+            self.secrets_file = where.file
+        for value in vault.leaves(self.secrets):
+            logs.register_secret(value)
 
     def _add_plugin(self, plugin: LoadedPlugin, issues: list[ConfigIssue]) -> None:
         name, spec, where = plugin.name, plugin.spec, ("plugins", plugin.name)
@@ -236,6 +261,7 @@ class Gateway:
         limits = self.config.data["limits"]
         pool = self.hook_pools[plugin.name] = HookWorkerPool(
             plugin.name, plugin.spec, base_dir=self.config.base_dir, config_data=self.config.data,
+            secrets=self.secrets,
             buffer_size=limits["hook_workers_buffer_size"], timeout=limits["hook_workers_timeout"],
             dev=self.dev)
 
@@ -398,7 +424,7 @@ class Gateway:
 
     async def _init_plugins(self) -> None:
         for name, plugin in self.plugins.items():
-            context = self.contexts[name] = PluginContext(self, name)
+            context = self.contexts[name] = PluginContext(self, name, self.secrets)
             args = {"config": dict(plugin.spec.get("config") or {}), "context": context}
             impl = self.pm.impl_for("init", name)
             init = getattr(plugin.obj, "init", None)
@@ -474,6 +500,9 @@ class Gateway:
         protocols += [f"{name} [{p.source}]" for name, p in self.hub.protocols.items()]
         lines.append(f"protocols ({len(protocols)}): {', '.join(protocols) or '-'}")
         lines.append(f"strategies ({len(strategies)}): {', '.join(strategies) or '-'}")
+        if self.secrets_file is not None:  # names only: the values are secret
+            lines.append(f"secrets: {len(vault.leaves(self.secrets))} value(s) decrypted from "
+                         f"{self.secrets_file}")
         routes = [(r, a) for a in self.api.actions() if a.plugin for r in a.http]
         lines.append(f"routes ({len(routes)}):")
         for route, action in routes:

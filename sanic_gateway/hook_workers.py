@@ -189,12 +189,13 @@ class HookWorkerPool:
 
     def __init__(self, plugin: str, spec: dict[str, Any], *, base_dir: Path,
                  config_data: dict[str, Any], buffer_size: int, timeout: float,
-                 dev: bool = False) -> None:
+                 dev: bool = False, secrets: dict[str, Any] | None = None) -> None:
         self.plugin = plugin
         self.size = int(spec.get("threads") or 0)
         self.spec = spec
         self.base_dir = base_dir
         self.config_data = config_data
+        self.secrets = secrets or {}  # sent in the init message only, never logged
         self.buffer_size = buffer_size
         self.timeout = timeout
         self.dev = dev
@@ -251,7 +252,7 @@ class HookWorkerPool:
         self.workers[index] = worker
         worker.send(_frame(("init", {
             "plugin": self.plugin, "spec": self.spec, "base_dir": str(self.base_dir),
-            "config": self.config_data, "dev": self.dev, "index": index,
+            "config": self.config_data, "secrets": self.secrets, "dev": self.dev, "index": index,
             "sys_path": list(sys.path)})))
         worker.task = asyncio.get_running_loop().create_task(self._read(worker))
         return worker
@@ -559,6 +560,10 @@ def worker_main(fd: int, parent: int) -> int:
 
     logs.configure(setup["dev"])
     logs.register_config_secrets(setup["config"])
+    from .vault import leaves
+
+    for value in leaves(setup["secrets"]):
+        logs.register_secret(value)
     loop = asyncio.new_event_loop()
     name = setup["plugin"]
     functions: dict[str, tuple[Callable[..., Any], int]] = {}
@@ -566,7 +571,7 @@ def worker_main(fd: int, parent: int) -> int:
         obj, source = _load(setup)
         if callable(getattr(obj, "init", None)):
             init, count = resolve(obj, source, "init", "init")
-            context = WorkerContext(setup["config"], name)
+            context = WorkerContext(setup["config"], name, setup["secrets"])
             _call(loop, init, *(dict(setup["spec"].get("config") or {}), context)[:count])
         for names in (setup["spec"].get("hooks") or {}).values():
             for fname in names:

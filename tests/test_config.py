@@ -91,6 +91,7 @@ def test_an_empty_file_is_all_defaults(tmp_path: Path, text: str) -> None:
             "strategies": {"local": {}},
         },
         "security": {"roles": {}, "profiles": {}, "users": {}},
+        "vault": {"file": None, "key_env": "KUZZLE_VAULT_KEY"},
         "plugins": {},
     }
     assert cfg.path == tmp_path / "gateway.yaml"
@@ -424,7 +425,7 @@ def test_the_local_strategy_takes_no_options_yet(tmp_path: Path) -> None:
 def test_a_top_level_list_is_refused(tmp_path: Path) -> None:
     assert errors(tmp_path, "- server\n") == [
         "gateway.yaml: expected a mapping of sections (server, limits, storage, cluster, auth, "
-        "security, plugins), got a list"]
+        "security, vault, plugins), got a list"]
 
 
 # --- YAML-level errors ------------------------------------------------------------------------

@@ -215,6 +215,17 @@ DESCRIPTIONS: dict[str, str] = {
     "security.users": "Users by kuid.",
     "security.users.<id>": "`{profileIds, content, credentials}`; `profileIds` defaults to "
                            "`[default]`.",
+    # -- vault -------------------------------------------------------------------------------
+    "vault": "Kuzzle's vault: an encrypted secrets file decrypted at start and given to "
+             "plugins as `context.secrets` ([Secrets](../plugins/secrets.md)). Without a "
+             "file and without a key, `context.secrets` is `{}`.",
+    "vault.file": "The encrypted secrets file, relative to gateway.yaml (`.json`, or `.yaml`/"
+                  "`.yml`). Unset: `$KUZZLE_SECRETS_FILE`, else `secrets.enc.json` beside "
+                  "gateway.yaml if it exists. A file named here or in `KUZZLE_SECRETS_FILE` "
+                  "must exist.",
+    "vault.key_env": "The environment variable holding the vault key (the key itself never "
+                     "goes in gateway.yaml). A file without its key, or a key without a file, "
+                     "stops `check` and `run`.",
     # -- plugins -----------------------------------------------------------------------------
     "plugins": "Plugins by name (letters, digits, `_` and `-`), loaded in the file's order "
                "([Writing plugins](../plugins/index.md)).",

@@ -176,6 +176,14 @@ SECURITY = _mapping(
     default={},
 )
 
+# Kuzzle's vault (vault.py): where the encrypted secrets file is, which variable holds its key
+VAULT = _mapping(
+    {"file": {**_optional_string(), "empty": False},
+     "key_env": _string(default="KUZZLE_VAULT_KEY", regex=r"[A-Za-z_][A-Za-z0-9_]*",
+                        meta={"expects": "the name of an environment variable"})},
+    default={},
+)
+
 # hooks and pipes: `event: function` or `event: [function, ...]`, normalized to lists.
 EVENT_LISTENERS = {
     "type": "dict",
@@ -226,5 +234,6 @@ SCHEMA: dict[str, Rules] = {
     "cluster": CLUSTER,
     "auth": AUTH,
     "security": SECURITY,
+    "vault": VAULT,
     "plugins": {"type": "dict", "default": {}, "valuesrules": PLUGIN},
 }

@@ -147,9 +147,11 @@ class PluginStrategies:
 class PluginContext:
     """`config`, `secrets`, `log`, `errors`, `accessors`, `constructors`."""
 
-    def __init__(self, gateway: Gateway | None, plugin: str, secrets: Any = None) -> None:
+    def __init__(self, gateway: Gateway | None, plugin: str,
+                 secrets: Mapping[str, Any] | None = None) -> None:
         self.config = frozen(gateway.config.data) if gateway is not None else frozen({})
-        self.secrets = secrets
+        # the vault's decrypted secrets, read-only; `{}` without a vault (as in Kuzzle)
+        self.secrets = frozen(secrets or {})
         self.log = logging.getLogger(f"sanic_gateway.plugin.{plugin}")
         self.errors = errors
         self.accessors = Accessors(gateway, plugin) if gateway is not None else None
@@ -164,9 +166,10 @@ class WorkerContext:
     `log`, `errors`, `constructors`, and `accessors` None: there is no gateway in that process
     to act on (no storage, no API, no channels)."""
 
-    def __init__(self, config: Mapping[str, Any], plugin: str) -> None:
+    def __init__(self, config: Mapping[str, Any], plugin: str,
+                 secrets: Mapping[str, Any] | None = None) -> None:
         self.config = frozen(config)
-        self.secrets = None
+        self.secrets = frozen(secrets or {})
         self.log = logging.getLogger(f"sanic_gateway.plugin.{plugin}")
         self.errors = errors
         self.accessors = None
