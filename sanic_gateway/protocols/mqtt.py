@@ -97,6 +97,7 @@ class MqttProtocol:
     """
 
     name = "mqtt"
+    serializes_envelopes = True  # results go to JSON at once (see EntryPoint)
 
     def __init__(self) -> None:
         self.entry_point: Any = None
