@@ -15,6 +15,7 @@ from time import perf_counter
 
 from . import errors
 from .api import Action, ApiTable
+from .api.base import Shared
 from .events import EventBus
 from .loop_share import LoopShare
 from .metrics import Stats
@@ -75,6 +76,10 @@ class Funnel:
             if action.on_before.active:
                 request = await action.on_before.fire(request)
             result = await action.call(request)
+            if isinstance(result, Shared) and (
+                    not check_rights or action.on_after.active or self.on_success.active
+                    or self.on_after_execution.active):
+                result = result.thawed()  # theirs to change, not the next caller's
             status = request.response.status
             partial = request.error  # Kuzzle's 206 PartialError, sent beside the result
             request.set_result(result, 200 if status == 102 else status)

@@ -528,13 +528,16 @@ async def test_no_password_or_token_in_any_log_even_at_debug(mqtt, caplog):
 
 
 def test_mqtt_options_the_protocol_reads_are_config_keys(tmp_path):
-    """`send_queue` and `max_in_flight` are accepted (and checked) in gateway.yaml."""
+    """`send_queue`, `max_in_flight` and `max_packet_size` are accepted (and checked) in
+    gateway.yaml."""
     from sanic_gateway.config import ConfigError, load_config
 
     path = tmp_path / "gateway.yaml"
-    path.write_text("server:\n  protocols:\n    mqtt: {send_queue: 5, max_in_flight: 2}\n")
+    path.write_text("server:\n  protocols:\n    mqtt: {send_queue: 5, max_in_flight: 2, "
+                    "max_packet_size: 2MB}\n")
     mqtt = load_config(path).data["server"]["protocols"]["mqtt"]
     assert (mqtt["send_queue"], mqtt["max_in_flight"]) == (5, 2)
+    assert mqtt["max_packet_size"] == 2 * 1024 * 1024
     path.write_text("server:\n  protocols:\n    mqtt: {max_in_flight: 0}\n")
     try:
         load_config(path)
@@ -542,3 +545,114 @@ def test_mqtt_options_the_protocol_reads_are_config_keys(tmp_path):
         assert "server.protocols.mqtt.max_in_flight: must be at least 1" in str(exc)
     else:
         raise AssertionError("max_in_flight: 0 was accepted")
+
+
+# -- limits: packet size and pacing ---------------------------------------------------------
+
+def _length(n: int) -> bytes:
+    """An MQTT remaining length."""
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _connect_packet(client_id: str) -> bytes:
+    body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(client_id).to_bytes(2, "big") + client_id.encode()
+    return b"\x10" + _length(len(body)) + body
+
+
+def _publish_packet(topic: str, payload: bytes) -> bytes:
+    body = len(topic).to_bytes(2, "big") + topic.encode() + payload
+    return b"\x30" + _length(len(body)) + body
+
+
+def _raw_client(port: int, client_id: str) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(_connect_packet(client_id))
+    sock.settimeout(5)
+    assert sock.recv(4) == b"\x20\x02\x00\x00"  # CONNACK, accepted
+    return sock
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(65536) == b""
+    except ConnectionResetError:
+        return True
+
+
+@pytest.mark.parametrize("when", ["connect", "publish"])
+async def test_a_packet_over_max_packet_size_closes_the_connection_unread(mqtt, caplog, when):
+    """A 100 MB packet is refused on its header: the connection is closed before a byte of
+    its body is sent (so none is buffered), with one line saying why; others are served."""
+    m = await mqtt()  # max_request_size 1 MB: packets up to 1 MB + 64 KB
+    other = await m.client("other")
+    if when == "connect":
+        sock = socket.create_connection(("127.0.0.1", m.port))
+    else:
+        sock = await asyncio.to_thread(_raw_client, m.port, "big")
+        await until(lambda: "big" in m.ids())
+    with sock:
+        sock.settimeout(5)
+        sock.sendall(b"\x10" if when == "connect" else b"\x30")
+        sock.sendall(_length(100 * 1024 * 1024))  # only the header: the body never comes
+        assert await asyncio.to_thread(_closed_by_peer, sock)
+    await until(lambda: "big" not in m.ids())
+    lines = [r.getMessage() for r in caplog.records if "max_packet_size" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert f"a packet of {100 * 1024 * 1024} bytes, over server.protocols.mqtt." \
+           f"max_packet_size ({1048576 + 65536}): connection closed" in lines[0]
+    assert not [r for r in caplog.records if r.exc_info]
+    assert (await other.request(controller="server", action="now"))["status"] == 200
+
+
+async def test_paho_publishing_over_max_packet_size_is_disconnected(mqtt):
+    m = await mqtt(max_request_size=1000, max_packet_size=4096)
+    client = await m.client("big")
+    big = await client.request(controller="server", action="now", pad="x" * 2000)
+    assert big["status"] == 413  # over max_request_size, within max_packet_size: answered
+    client.paho.reconnect_delay_set(60, 120)
+    client.publish("Kuzzle/request", {"controller": "server", "action": "now",
+                                      "pad": "x" * 5000})
+    await asyncio.wait_for(client.closed, 5)
+    await until(lambda: "big" not in m.ids())
+    assert (await (await m.client()).request(controller="server", action="now"))["status"] == 200
+
+
+async def test_a_flood_of_requests_is_paced_at_max_in_flight(mqtt):
+    """100,000 requests (8 MB) sent at once by a client whose requests are slow: the gateway
+    holds at most max_in_flight of them (the rest wait in the client's socket), and serves
+    others."""
+    m = await mqtt(SLOW_YAML, files={"slow_plugin.py": SLOW_PLUGIN}, max_in_flight=3)
+    sock = await asyncio.to_thread(_raw_client, m.port, "flood")
+    await until(lambda: "flood" in m.ids())
+    packet = _publish_packet("Kuzzle/request", json.dumps(
+        {"controller": "slow/api", "action": "wait", "seconds": 0.5}).encode())
+    flood = packet * 100_000
+    sent = 0
+
+    def send() -> None:
+        nonlocal sent
+        sock.settimeout(0.2)
+        try:
+            while sent < len(flood):
+                sent += sock.send(flood[sent:sent + 65536])
+        except (TimeoutError, OSError):
+            pass  # the gateway stopped reading: the kernel's buffers are full
+
+    with sock:
+        await asyncio.to_thread(send)
+        assert sent < len(flood)  # paced: not all of it could be written
+        client = m.protocol._clients["flood"]
+        peak = 0
+        for _ in range(30):
+            peak = max(peak, m.protocol._in_flight, client.waiting())
+            await asyncio.sleep(0.02)
+        assert 1 <= peak <= 3 + 1, peak  # one read ahead at most
+        other = await m.client("other")
+        assert (await other.request(controller="server", action="now"))["status"] == 200

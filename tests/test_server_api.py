@@ -220,3 +220,62 @@ plugins:
     assert [a.json()["result"] for a in answers] == [{"released": True}] * 3
     metrics = (await client.get("/_metrics")).json()["result"]
     assert metrics["api"]["concurrentRequests"] == 1
+
+
+MEDDLER = '''
+class Meddler:
+    def init(self, config, context):
+        self.context = context
+
+    async def after_public_api(self, request):
+        if request.input.args.get("meddle"):
+            request.result["server"]["meddled"] = True
+            del request.result["auth"]
+        return request
+
+    async def via_execute(self, request):
+        done = await self.context.accessors.execute(
+            {"controller": "server", "action": "publicApi"})
+        done.result.clear()
+        return {"cleared": True}
+'''
+MEDDLER_YAML = """
+plugins:
+  meddler:
+    module: meddler:Meddler
+    controllers:
+      api: {via_execute: via_execute}
+"""
+
+
+async def test_public_api_is_built_once_and_nobody_can_change_the_next_answer(serve):
+    """The answer is computed once and the same object returned (nothing listens); a pipe, a
+    plugin's execute or server:info changing theirs leaves the next caller's intact."""
+    served = await serve(MEDDLER_YAML, files={"meddler.py": MEDDLER})
+    client, api = served.client, served.gateway.api
+    first = (await client.get("/_publicApi")).json()["result"]
+    assert "auth" in first and "meddler/api" in first
+    assert (await client.get("/_publicApi")).json()["result"] == first
+    assert api.public_api() is api.public_api()  # cached
+
+    # a plugin's execute gets a copy of its own, and clears it
+    r = await client.post("/_query", json={"controller": "meddler/api", "action": "via_execute"})
+    assert r.json()["result"] == {"cleared": True}
+    assert (await client.get("/_publicApi")).json()["result"] == first
+
+    info = (await client.get("/_serverInfo")).json()["result"]["serverInfo"]
+    assert info["kuzzle"]["api"]["routes"] == first
+    info_routes = (await client.post("/_query", json={"controller": "server", "action": "info"}))
+    assert info_routes.json()["result"]["serverInfo"]["kuzzle"]["api"]["routes"] == first
+
+
+async def test_a_pipe_changing_the_public_api_answer_changes_only_that_answer(serve):
+    served = await serve(MEDDLER_YAML.replace("    controllers:", """    pipes:
+      "server:afterPublicApi": after_public_api
+    controllers:"""), files={"meddler.py": MEDDLER})
+    client = served.client
+    first = (await client.get("/_publicApi")).json()["result"]
+    meddled = (await client.get("/_publicApi", params={"meddle": 1})).json()["result"]
+    assert meddled["server"]["meddled"] is True and "auth" not in meddled
+    after = (await client.get("/_publicApi")).json()["result"]
+    assert after == first and "meddled" not in after["server"] and "auth" in after

@@ -82,8 +82,14 @@ DESCRIPTIONS: dict[str, str] = {
                                           "on live channel topics).",
     "server.protocols.mqtt.send_queue": "Messages that may wait for a client that stops "
                                         "reading; one more and it is disconnected.",
-    "server.protocols.mqtt.max_in_flight": "Requests of one client running at once; more "
-                                           "wait their turn.",
+    "server.protocols.mqtt.max_in_flight": "Requests of one client running at once; "
+                                           "beyond, the client's connection is not read "
+                                           "until one ends.",
+    "server.protocols.mqtt.max_packet_size": "Largest MQTT packet a client may send; a "
+                                             "longer one closes its connection, unread. "
+                                             "Default: `server.max_request_size` + 64KB (a "
+                                             "request a little over `max_request_size` gets "
+                                             "its 413 envelope).",
     "server.protocols.<name>": "A custom protocol ([Custom protocols](../protocols/custom.md))"
                                ": exactly one of `module`, `path` or `entry_point`, plus "
                                "options of its own (any other key). A name with none of them "

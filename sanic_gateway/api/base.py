@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from .. import errors
 from ..request import Request
 
@@ -49,6 +51,26 @@ class Action:
         return (self.before, self.after, self.error)
 
 
+class Shared(dict[str, Any]):
+    """A result computed once and returned to every caller (`server:publicApi`). Serializers
+    read it as the dict it is; whatever else could see a result, and change it, gets a copy of
+    its own (`thawed`): the funnel gives one to pipes and hooks listening after the action and
+    to a plugin's `execute`, the entry point to custom protocols."""
+
+    __slots__ = ()
+
+    def thawed(self) -> dict[str, Any]:
+        """A deep copy made of plain dicts and lists (one JSON round trip: ~10x faster than
+        copy.deepcopy, about what building the answer again costs)."""
+        out: dict[str, Any] = orjson.loads(orjson.dumps(self))
+        return out
+
+
+def thawed(value: Any) -> Any:
+    """`value`, or a copy of its own when it is `Shared`."""
+    return value.thawed() if isinstance(value, Shared) else value
+
+
 @dataclass
 class Controller:
     name: str
@@ -60,11 +82,13 @@ class ApiTable:
 
     def __init__(self) -> None:
         self.controllers: dict[str, Controller] = {}
+        self._public_api: Shared | None = None
 
     def add(self, controller: Controller) -> None:
         if controller.name in self.controllers:
             raise ValueError(f"controller {controller.name!r} is declared twice")
         self.controllers[controller.name] = controller
+        self._public_api = None
 
     def get(self, controller: str | None, action: str | None) -> Action:
         """The action named by a request, or the catalogued 404 a client should see."""
@@ -80,9 +104,17 @@ class ApiTable:
         for ctrl in self.controllers.values():
             yield from ctrl.actions.values()
 
-    def public_api(self) -> dict[str, dict[str, Any]]:
-        """Kuzzle's `server:publicApi` shape, which Kuzzle's SDK reads to build its HTTP URLs."""
-        out: dict[str, dict[str, Any]] = {}
+    def public_api(self) -> Shared:
+        """Kuzzle's `server:publicApi` shape, which Kuzzle's SDK reads to build its HTTP URLs:
+        built on the first call after the last controller was added (the table does not change
+        while the gateway runs: a reload builds another), then the same object every time.
+        Never change it: `thawed()` gives a copy to change."""
+        if self._public_api is None:
+            self._public_api = self._build_public_api()
+        return self._public_api
+
+    def _build_public_api(self) -> Shared:
+        out = Shared()
         for name, ctrl in self.controllers.items():
             actions: dict[str, Any] = {}
             for action in ctrl.actions.values():

@@ -70,7 +70,7 @@ class ServerController(CoreController):
             "limits": serverinfo.limits(gateway.config.data["limits"]),
             "plugins": {name: {"version": plugin.version}
                         for name, plugin in gateway.plugins.items()},
-            "routes": gateway.api.public_api(),
+            "routes": gateway.api.public_api().thawed(),
             "services": {"storage": serverinfo.storage_info(gateway.storage)},
             "version": gateway.version,
         }
@@ -102,7 +102,7 @@ class ServerController(CoreController):
         }
 
     async def public_api(self, request: Request) -> dict[str, Any]:
-        return self.gateway.api.public_api()
+        return self.gateway.api.public_api()  # shared: the funnel copies it for pipes
 
     async def info(self, request: Request) -> dict[str, Any]:
         gateway = self.gateway
@@ -121,7 +121,7 @@ class ServerController(CoreController):
         return {"serverInfo": {
             "kuzzle": {
                 "version": gateway.version,
-                "api": {"routes": gateway.api.public_api()},
+                "api": {"routes": gateway.api.public_api().thawed()},
                 "application": {},
                 "plugins": plugins,
                 "uptime": f"{time.time() - _STARTED:.3f}s",

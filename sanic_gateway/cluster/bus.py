@@ -13,7 +13,10 @@ frozen, cut off), one that stops cleanly says so at once. While Redis is unreach
 judged: membership resumes, with a grace of `node_timeout`, once it is back.
 
 One supervising task keeps the subscription and the heartbeat alive; it reconnects by itself.
-`send` never raises: with Redis down it logs once per outage and returns False.
+`send` never raises: with Redis down it logs once per outage and returns False. A command
+Redis does not answer within `command_timeout` (a hung server, a black-holed network) is an
+outage too: the member is degraded at once, and sends and shared counters stop waiting on Redis
+until a heartbeat gets through again.
 """
 
 from __future__ import annotations
@@ -103,7 +106,11 @@ class Cluster:
     async def send(self, topic: str, payload: dict[str, Any],
                    to: Iterable[str] | None = None) -> bool:
         """Publish `payload` (JSON-serializable) on `topic` to every other member (`to` None)
-        or to those members. False (logged once per outage) when Redis cannot take it."""
+        or to those members. False (logged once per outage) when Redis cannot take it, and
+        at once while this member is degraded: a silent Redis would hold every sender for
+        `command_timeout`, and what is sent meanwhile is resynchronised on recovery."""
+        if not self.healthy:
+            return False
         data = orjson.dumps({"s": self.node_id, "t": topic, "p": payload})
         sender = self._sender
         try:
@@ -125,7 +132,10 @@ class Cluster:
         return True
 
     def failed(self, exc: BaseException) -> None:
-        """A Redis command failed: say so once per outage (the supervisor sees it too)."""
+        """A Redis command failed (refused, or not answered within `command_timeout`): this
+        member is degraded at once, so that what can do without Redis (the counters) stops
+        waiting on it, until the supervisor's next beat gets through. Said once per outage."""
+        self.healthy = False
         if not self._outage_logged:
             self._outage_logged = True
             log.warning("cluster: Redis %s unreachable (%s: %s); serving on with what does "
@@ -356,5 +366,15 @@ class Cluster:
                 await self._dispatch(message["data"])
             if loop.time() >= next_beat:
                 await self._beat()
-                self.healthy = True
+                if not self.healthy:  # a command failed meanwhile (a message may be lost)
+                    self._recovered()
                 next_beat = loop.time() + self.heartbeat
+
+    def _recovered(self) -> None:
+        """Commands failed while the subscription held: as after a reconnection, the others'
+        news may be lost, so caches are dropped and state announced again."""
+        self.healthy = True
+        if self._outage_logged:
+            self._outage_logged = False
+            log.warning("cluster: Redis %s reachable again", self.safe_url)
+        self._fire(self.on_reconnect)

@@ -70,17 +70,20 @@ class SharedCounters:
                 try:
                     total = int(await self._rate(keys=[key], args=[len(waiters)]))
                 except REDIS_ERRORS as exc:
+                    # the requests that came while this call was out count locally too: one
+                    # wait of command_timeout per outage, not one per batch
                     self.cluster.failed(exc)
-                    ranks: list[int | None] = [None] * len(waiters)
-                else:
-                    first = total - len(waiters)
-                    ranks = [first + i + 1 for i in range(len(waiters))]
-                for waiter, rank in zip(waiters, ranks, strict=True):
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_result(None)
+                    return
+                first = total - len(waiters)
+                for rank, waiter in enumerate(waiters, first + 1):
                     if not waiter.done():
                         waiter.set_result(rank)
         finally:
             del self._draining[user]
-            for waiter in self._pending.pop(user, ()):  # cancelled meanwhile
+            for waiter in self._pending.pop(user, ()):  # cancelled, failed meanwhile
                 if not waiter.done():
                     waiter.set_result(None)
 
@@ -98,6 +101,10 @@ class SharedCounters:
         return int(waited) / 1000
 
     async def login_succeeded(self, key: bytes) -> None:
+        """Forget the username's failures (nothing while Redis is unreachable: the entry
+        expires by itself, and a login would otherwise wait for Redis' silence)."""
+        if not self.usable:
+            return
         try:
             await self.cluster.redis.delete(self._login_key(key))
         except REDIS_ERRORS as exc:

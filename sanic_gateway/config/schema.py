@@ -63,7 +63,10 @@ PROTOCOLS: dict[str, Rules] = {
     "mqtt": _mapping(
         {"enabled": _boolean(False), "port": _port(1883), "allow_pubsub": _boolean(False),
          "send_queue": {"type": "integer", "min": 1, "default": 1000},
-         "max_in_flight": {"type": "integer", "min": 1, "default": 100}},
+         "max_in_flight": {"type": "integer", "min": 1, "default": 100},
+         # none: server.max_request_size + 64KB (a request a little over gets its 413)
+         "max_packet_size": {"type": "integer", "coerce": "size", "min": 256,
+                             "meta": {"expects": "a size (e.g. 512KB, 1MB)"}}},
         default={}),
 }
 

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from typing import TYPE_CHECKING, Any
 
 from .. import access_log, errors, inputs
+from ..api.base import Shared
 from ..request import ClientConnection, Request, RequestContext, new_request_id
 from .base import LoadedProtocol
 from .http import _stack, dumps
@@ -327,6 +328,11 @@ class EntryPoint(Mapping[str, Any]):
         self._hub = hub
         self.name = name
         self.config: dict[str, Any] = config
+        # the built-in protocols serialize an envelope at once, and nothing else: a shared
+        # result (api.base.Shared) reaches them as it is; a custom protocol gets a copy
+        protocol = hub.protocols.get(name)
+        self._serializes = bool(getattr(protocol.obj if protocol else None,
+                                        "serializes_envelopes", False))
 
     # identity, not the mapping's content, makes two entry points equal
     __eq__ = object.__eq__
@@ -409,6 +415,8 @@ class EntryPoint(Mapping[str, Any]):
         if done.context.token is not None and connection.id in self._hub.connections:
             self._hub.track_token(connection.id, done.context.token)
         error = done.error
+        if not self._serializes and isinstance(done.result, Shared):
+            done.result = done.result.thawed()
         return done.envelope(stack=_stack(error) if error is not None and gateway.dev else None)
 
     def _legacy_request(self, data: Mapping[str, Any]) -> Request:

@@ -8,9 +8,11 @@ With `allow_pubsub: false` (the default) a client may publish only requests; wit
 broker also routes plain publish/subscribe between clients, except on the response topic and on
 live channel topics (so that nobody can forge a response or a notification).
 
-Each client runs at most `max_in_flight` requests at once (more wait their turn), and has a
-bounded send queue: a client that stops reading is disconnected when its queue is full, and
-never holds up the others.
+Each client runs at most `max_in_flight` requests at once; with that many received and not
+answered, its socket is not read until one ends (`PacedReader`, which also closes the
+connection of a client sending a packet over `max_packet_size` before reading it). Each client
+has a bounded send queue: a client that stops reading is disconnected when its queue is full,
+and never holds up the others.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
+from amqtt.adapters import StreamWriterAdapter
 from amqtt.broker import Broker
 from amqtt.mqtt.publish import PublishPacket
 
@@ -31,6 +33,7 @@ from .. import errors
 from ..request import ClientConnection
 from .http import dumps
 from .mqtt_broker import PLUGIN_PATH, GatewayBridge
+from .mqtt_reader import PacedReader
 
 if TYPE_CHECKING:
     from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
@@ -43,6 +46,8 @@ RESPONSE_TOPIC = "Kuzzle/response"
 SEND_QUEUE = 1000  # messages waiting for one slow client before it is disconnected
 MAX_IN_FLIGHT = 100  # requests of one client running at once; more wait their turn
 MAX_REQUEST_SIZE = 1048576  # bytes, as server.max_request_size
+# packets up to this much over max_request_size are read, and answered with a 413 envelope
+PACKET_OVERHEAD = 65536
 STOP_TIMEOUT = 10.0  # seconds given to requests in flight when the protocol stops
 
 
@@ -54,8 +59,8 @@ async def _settle(value: Any) -> Any:
 class _Client:
     """One connected MQTT client: its gateway connection, broker handler and send queue."""
 
-    __slots__ = ("channels", "client_id", "connection", "handler", "queue", "sender", "session",
-                 "slots")
+    __slots__ = ("changed", "channels", "client_id", "connection", "handler", "pending", "queue",
+                 "sender", "session", "slots", "unsettled")
 
     def __init__(self, client_id: str, session: Session, handler: BrokerProtocolHandler,
                  connection: ClientConnection, max_in_flight: int) -> None:
@@ -67,6 +72,13 @@ class _Client:
         self.queue: deque[bytes] = deque()  # PUBLISH packets not yet written
         self.sender: asyncio.Task[None] | None = None
         self.slots = asyncio.Semaphore(max_in_flight)  # requests running at once
+        self.pending = 0  # requests received and not answered yet (running or waiting a slot)
+        self.changed = asyncio.Event()  # set when `pending` or amqtt's queue shrinks
+        self.unsettled = 0  # packets read since the loop last turned (see MqttProtocol._pace)
+
+    def waiting(self) -> int:
+        """Requests received and not answered, and messages amqtt read but did not hand on."""
+        return self.pending + self.session.delivered_message_queue.qsize()
 
 
 class MqttProtocol:
@@ -75,7 +87,8 @@ class MqttProtocol:
     Reads from `entry_point.config`: `enabled`, `port` (1883; 0 picks a free one, then read
     `.port`), `allow_pubsub` (false), and optionally `host` and `max_request_size` (default:
     `server.host` and `server.max_request_size` from `context.config`, else 127.0.0.1 and
-    1 MB), `send_queue` (1000 messages) and `max_in_flight` (100 requests per client).
+    1 MB), `max_packet_size` (max_request_size + 64 KB), `send_queue` (1000 messages) and
+    `max_in_flight` (100 requests per client).
 
     The listening socket is the protocol's own (amqtt's `external` listener): it is opened with
     SO_REUSEPORT, so that each worker process serves MQTT on the same port, as the example
@@ -84,6 +97,7 @@ class MqttProtocol:
     """
 
     name = "mqtt"
+    serializes_envelopes = True  # results go to JSON at once (see EntryPoint)
 
     def __init__(self) -> None:
         self.entry_point: Any = None
@@ -95,6 +109,7 @@ class MqttProtocol:
         self.send_queue = SEND_QUEUE
         self.max_in_flight = MAX_IN_FLIGHT
         self.max_request_size = MAX_REQUEST_SIZE
+        self.max_packet_size = MAX_REQUEST_SIZE + PACKET_OVERHEAD
         self.broker: Broker | None = None
         self.server: asyncio.Server | None = None
         self.port: int | None = None  # the bound port, once started (`port: 0` picks a free one)
@@ -121,6 +136,8 @@ class MqttProtocol:
         self.max_in_flight = int(config.get("max_in_flight") or MAX_IN_FLIGHT)
         self.max_request_size = int(config.get("max_request_size")
                                     or server.get("max_request_size") or MAX_REQUEST_SIZE)
+        self.max_packet_size = int(config.get("max_packet_size")
+                                   or self.max_request_size + PACKET_OVERHEAD)
         host = str(config.get("host") or server.get("host") or "127.0.0.1")
         port = int(config.get("port", 1883))
         _quiet_amqtt()
@@ -154,7 +171,7 @@ class MqttProtocol:
             writer.close()
             return
         try:
-            await broker.external_connected(StreamReaderAdapter(reader),
+            await broker.external_connected(PacedReader(reader, writer, self.max_packet_size),
                                             StreamWriterAdapter(writer), "default")
         except Exception:
             log.exception("MQTT: a client session failed")
@@ -269,6 +286,10 @@ class MqttProtocol:
         client = _Client(client_id, session, handler, connection, self.max_in_flight)
         self._clients[client_id] = client
         self._connections[connection.id] = client
+        reader = handler.reader
+        if isinstance(reader, PacedReader):
+            reader.client_id = client_id
+            reader.pace = lambda: self._pace(client)
         try:
             await _settle(self.entry_point.new_connection(connection))
         except Exception:
@@ -280,6 +301,12 @@ class MqttProtocol:
         if client is not None and client.session is session and _closed(client.handler):
             await self._remove(client)
 
+    def message_received(self, client_id: str) -> None:
+        """amqtt handed on one of the client's messages: its reader may go on."""
+        client = self._clients.get(client_id)
+        if client is not None:
+            client.changed.set()
+
     async def handle_request(self, client_id: str, data: bytes | bytearray) -> None:
         """Execute one request published on the request topic; answer its sender only."""
         client = self._clients.get(client_id)
@@ -288,15 +315,34 @@ class MqttProtocol:
             return
         self._in_flight += 1
         self._idle.clear()
+        client.pending += 1
         try:
             async with client.slots:
                 body = self.entry_point.dumps(await self._execute(client, data))
             if client.connection.id in self._connections:
                 self._send(client, _publish_packet(self.response_topic, body))
         finally:
+            client.pending -= 1
+            client.changed.set()
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
+
+    async def _pace(self, client: _Client) -> None:
+        """Before the client's next packet is read: wait while it has `max_in_flight`
+        requests received and not answered. amqtt hands each packet read on in a task of its
+        own, counted only once it ran: packets read since the last turn of the loop count
+        until then, and a turn is given when they could reach the limit."""
+        if client.waiting() + client.unsettled < self.max_in_flight:
+            client.unsettled += 1
+            return
+        await asyncio.sleep(0)
+        client.unsettled = 0
+        while (client.waiting() >= self.max_in_flight
+               and client.connection.id in self._connections):
+            client.changed.clear()
+            await client.changed.wait()
+        client.unsettled = 1
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -361,6 +407,7 @@ class MqttProtocol:
         for channel in tuple(client.channels):
             self.leave_channel(channel, connection_id)
         client.queue.clear()
+        client.changed.set()  # a reader waiting for its turn reads the end of the stream
         try:
             await _settle(self.entry_point.remove_connection(connection_id))
         except Exception:

@@ -58,5 +58,8 @@ class GatewayBridge(BaseAuthPlugin, BaseTopicPlugin):
     async def on_broker_message_received(self, *, client_id: str,
                                          message: ApplicationMessage | None, **_: Any) -> None:
         protocol = self.protocol
-        if protocol is not None and message is not None and message.topic == protocol.request_topic:
+        if protocol is None:
+            return
+        protocol.message_received(client_id)
+        if message is not None and message.topic == protocol.request_topic:
             await protocol.handle_request(client_id, message.data)

@@ -206,6 +206,7 @@ class _Connection(asyncio.Protocol):
 
 class WebSocketProtocol(Protocol):
     name = "websocket"
+    serializes_envelopes = True  # results go to JSON at once (see EntryPoint)
 
     def __init__(self) -> None:
         self.clients: dict[str, _Connection] = {}
