@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -35,6 +36,8 @@ def build() -> Path:
     gcc = shutil.which("gcc")
     if gcc is None:
         raise RuntimeError("gcc is needed to build bench/wsload.c: apt-get install gcc")
+    print(f"building {SOURCE.name} with gcc into {binary} (once per version of the source)",
+          file=sys.stderr)
     CACHE.mkdir(parents=True, exist_ok=True)
     partial = binary.with_name(f"{binary.name}.{os.getpid()}")  # concurrent builds never clash
     subprocess.run([gcc, "-O2", "-Wall", "-Wextra", "-o", str(partial), str(SOURCE)],

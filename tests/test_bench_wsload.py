@@ -66,8 +66,9 @@ def test_saturation_mode_counts_until_silence(start_gateway, wsload) -> None:
     assert 0 < result["delivered"] <= result["sent"] * 50
     by_port = result["delivered_by_port"]
     assert len(by_port) == 2 and sum(by_port) == result["delivered"]
-    assert abs(by_port[0] - by_port[1]) <= 25 * 4  # 25 subscribers on each; the counting
-    # starts amid the deliveries of at most 4 publishes
+    # 25 subscribers on each: the same notifications, but the counting starts amid deliveries
+    # (and --batch-us lets answered publishes get ahead of the frames read): a loose bound
+    assert min(by_port) > 0 and abs(by_port[0] - by_port[1]) <= max(100, result["delivered"] / 4)
     assert result["rate"] == pytest.approx(result["delivered"] / result["elapsed"], rel=1e-3)
 
 

@@ -4,6 +4,7 @@ test's own, dropped after), driven by real HTTP clients."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -258,6 +259,34 @@ def test_members_are_listed_and_a_killed_one_is_dropped(nodes: Nodes) -> None:
     nodes.procs[1].send_signal(signal.SIGTERM)  # a clean stop is seen at once
     nodes.procs[1].wait(timeout=30)
     assert within(AT_ONCE, lambda: len(node_ids(a)) == 1)
+
+
+def test_a_killed_worker_is_dropped_by_its_replacement_not_announced(tmp_path: Path) -> None:
+    """The supervisor restarts a killed worker; the new one sees the dead one's fresh heartbeat
+    but no process behind it: it drops it and tells the others, who need not wait for its
+    node_timeout (30 s here)."""
+    yaml = CLUSTER_YAML.replace("node_timeout: 1s", "node_timeout: 30s")
+    with cluster_nodes(tmp_path, yaml) as nodes:
+        a, b = nodes.start(), nodes.start()
+        assert within(5, lambda: len(node_ids(a)) == 2)
+        dead = next(node for node in httpx.get(f"{b}/_serverInfo").json()["result"][
+            "serverInfo"]["services"]["cluster"]["nodes"]
+            if parent_of(node["pid"]) == nodes.procs[0].pid)
+        os.kill(dead["pid"], signal.SIGKILL)
+
+        def replaced() -> bool:
+            ids = node_ids(b)
+            return len(ids) == 2 and dead["id"] not in ids
+        assert within(15, replaced)
+        outs = nodes.close()
+    # no member counted it again (the replacement used to announce it as joined; B saw it
+    # join once, before the kill)...
+    joined = f"member {dead['id']} joined"
+    assert outs[0].count(joined) == 0 and outs[1].count(joined) == 1
+    # ...and a member of this host (here both: B at its next beat, or the replacement
+    # starting) dropped it, saying why
+    dropped = f"member {dead['id']} dropped: its process (pid {dead['pid']} on this host) is gone"
+    assert any(dropped in out for out in outs)
 
 
 def test_each_worker_is_a_member_and_sees_the_others_logouts(nodes: Nodes) -> None:

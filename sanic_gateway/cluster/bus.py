@@ -47,6 +47,23 @@ JOINED, LEFT = "cluster:joined", "cluster:left"  # the bus's own topics
 RETRY_DELAY = 0.5  # seconds between two reconnection attempts
 
 
+def _gone_here(described: Any) -> bool:
+    """Whether a member described as running on this host has no process any more (a worker
+    killed, whose replacement is starting): no need to wait for its heartbeat to time out."""
+    if not isinstance(described, dict) or described.get("host") != socket.gethostname():
+        return False
+    pid = described.get("pid")
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, another user's
+        return False
+    return False
+
+
 class ClusterStartError(Exception):
     """Redis cannot be reached when the server starts: the message is the line shown."""
 
@@ -75,6 +92,7 @@ class Cluster:
             health_check_interval=0,
             retry_on_timeout=False, retry=Retry(NoBackoff(), 0))
         self.healthy = False
+        self._gone: list[str] = []  # dead workers of this host the others must be told of
         self.on_member_joined: list[Callable[[str], Any]] = []
         self.on_member_left: list[Callable[[str], Any]] = []
         self.on_reconnect: list[Callable[[], Any]] = []
@@ -156,8 +174,12 @@ class Cluster:
             return
         if sender == self.node_id:
             return
-        if topic == LEFT:
-            self._drop(sender)
+        if topic == LEFT:  # the sender itself, or a dead worker of the sender's host
+            node = payload.get("node") if isinstance(payload, dict) else None
+            if isinstance(node, str) and node != self.node_id:
+                self._drop(node, "its process is gone (told by a member of its host)")
+            elif node is None:
+                self._drop(sender)
         elif topic == JOINED and isinstance(payload, dict):
             self._add(sender, payload)
         for handler in self._handlers.get(topic, ()):
@@ -196,9 +218,13 @@ class Cluster:
             log.info("cluster: member %s joined", node)
             self._fire(self.on_member_joined, node)
 
-    def _drop(self, node: str) -> None:
+    def _drop(self, node: str, why: str | None = None) -> None:
+        """`node` left (it said so), or is dropped (`why`: a warning)."""
         if self._members.pop(node, None) is not None:
-            log.info("cluster: member %s left", node)
+            if why is None:
+                log.info("cluster: member %s left", node)
+            else:
+                log.warning("cluster: member %s dropped: %s", node, why)
             self._fire(self.on_member_left, node)
 
     def _fire(self, callbacks: list[Callable[..., Any]], *args: Any) -> None:
@@ -229,6 +255,7 @@ class Cluster:
             entries = (await pipe.execute())[1]
         seen = set()
         dead = []
+        gone: list[tuple[str, Any]] = []
         for raw_id, raw in entries.items():
             node = raw_id.decode()
             if node == self.node_id:
@@ -245,13 +272,27 @@ class Cluster:
                 if now >= self._grace_until:
                     dead.append(raw_id)
                 continue
+            if _gone_here(described):  # a crashed worker of this host: dropped at once
+                dead.append(raw_id)
+                gone.append((node, described.get("pid")))
+                continue
             seen.add(node)
             self._add(node, described)
         if dead:
             await self.redis.hdel(self._members_key, *dead)
+        # the others cannot see that pid: they are told (at start, once this member joined)
+        for node, pid in gone:
+            why = f"its process (pid {pid} on this host) is gone"
+            if node in self._members:
+                self._drop(node, why)
+            else:  # a replacement starting: never counted it
+                log.warning("cluster: member %s dropped: %s", node, why)
+            self._gone.append(node)
+        while self._gone and self.healthy:
+            await self.send(LEFT, {"node": self._gone.pop()})
         if now >= self._grace_until:
             for node in [n for n in self._members if n not in seen]:
-                self._drop(node)
+                self._drop(node, "silent for longer than its node_timeout")
 
     # -- life --------------------------------------------------------------------------------
 
@@ -276,6 +317,8 @@ class Cluster:
             raise self._unreachable(exc) from exc
         self.healthy = True
         await self.send(JOINED, self.describe())
+        while self._gone:
+            await self.send(LEFT, {"node": self._gone.pop()})
         self._task = asyncio.get_running_loop().create_task(self._supervise(pubsub))
 
     def _unreachable(self, exc: BaseException) -> ClusterStartError:

@@ -31,7 +31,7 @@ window.addEventListener("load", function () {
 
   function reason(found) {
     var error = found.body && found.body.error;
-    var text = error && error.message ? error.message : "no answer";
+    var text = error && error.message ? error.message.replace(/[.\s]+$/, "") : "no answer";
     return found.status ? found.status + " " + text : text;
   }
 
