@@ -66,12 +66,15 @@ class Nodes:
         return base
 
     def close(self) -> list[str]:
-        outs = []
-        for proc in self.procs:
-            if proc.poll() is None:
-                outs.append(stop(proc))
-            else:
-                outs.append(proc.communicate()[0] or "")
+        outs: list[str] = []
+        stuck: list[AssertionError] = []
+        for proc in self.procs:  # every one is stopped, even after one that would not stop
+            try:
+                outs.append(stop(proc) if proc.poll() is None
+                            else proc.communicate()[0] or "")
+            except AssertionError as exc:
+                stuck.append(exc)
+                outs.append("")
         client = redis.Redis.from_url(self.redis_url)
         try:
             keys = list(client.scan_iter(f"{self.prefix}:*"))
@@ -81,6 +84,8 @@ class Nodes:
             pass
         finally:
             client.close()
+        if stuck:
+            raise stuck[0]
         return outs
 
 

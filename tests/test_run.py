@@ -55,8 +55,16 @@ def start(cwd: Path, *args: str, env: dict[str, str] | None = None,
 
 
 def stop(proc: subprocess.Popen[str], sig: int = signal.SIGINT) -> str:
+    """Stop a `run` with `sig` and return its output; one that does not stop within 30 s is
+    killed (its workers die with it), then the test fails: no process outlives a test."""
     proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=30)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate(timeout=10)
+        raise AssertionError(f"sanic-gateway run did not stop within 30 s of {sig!r}; "
+                             f"its output:\n{out}") from None
     return out
 
 
