@@ -39,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as `python bench/<script>.py`
 
 import common
-from http_overhead import GATEWAY_YAML, PLUGIN
+from http_overhead import prepare
 
 
 def get(port: int, path: str, count: int) -> None:
@@ -116,10 +116,7 @@ def main() -> int:
     counts: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        (work / "bare_app.py").write_text(common.BARE_APP)
-        (work / "bench_plugin.py").write_text(PLUGIN)
-        (work / "gateway.yaml").write_text(GATEWAY_YAML)
-        (work / "no-metrics.yaml").write_text(GATEWAY_YAML + "server: {metrics: false}\n")
+        prepare(work)
         for key, (label, cmd, path) in servers.items():
             counts[key] = instructions(cmd, work, key, path, args.warmup,
                                        args.requests) / args.requests

@@ -58,6 +58,14 @@ GATEWAY_YAML = textwrap.dedent('''
 ''')
 
 
+def prepare(work: Path) -> None:
+    """The servers' files: the bare app, the plugin, gateway.yaml and its metrics-off twin."""
+    (work / "bare_app.py").write_text(common.BARE_APP)
+    (work / "bench_plugin.py").write_text(PLUGIN)
+    (work / "gateway.yaml").write_text(GATEWAY_YAML)
+    (work / "no-metrics.yaml").write_text(GATEWAY_YAML + "server: {metrics: false}\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10)
@@ -81,10 +89,7 @@ def main() -> int:
     cpus: dict[str, list[float]] = {key: [] for key in servers}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        (work / "bare_app.py").write_text(common.BARE_APP)
-        (work / "bench_plugin.py").write_text(PLUGIN)
-        (work / "gateway.yaml").write_text(GATEWAY_YAML)
-        (work / "no-metrics.yaml").write_text(GATEWAY_YAML + "server: {metrics: false}\n")
+        prepare(work)
         for _ in range(args.rounds):
             for key, (_label, cmd, path) in servers.items():
                 port = common.free_port()

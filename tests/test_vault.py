@@ -11,13 +11,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from sanic_gateway import vault
+from tests.test_cli import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = str(Path(sys.executable).parent / "sanic-gateway")
@@ -218,18 +218,6 @@ PLUGIN = """\
 """
 
 
-def _wait(url: str, proc: subprocess.Popen[str]) -> None:
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} never answered")
-
-
 @needs_node
 def test_plugins_get_the_secrets_kourou_encrypted_and_no_log_shows_them(tmp_path):
     from tests.test_cli import free_port
@@ -258,7 +246,7 @@ def test_plugins_get_the_secrets_kourou_encrypted_and_no_log_shows_them(tmp_path
                             env={**CLEAN_ENV, "KUZZLE_VAULT_KEY": KEY})
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait(f"{base}/_now", proc)
+        wait_for(f"{base}/_now", proc)
         answer = httpx.get(f"{base}/_/vaulty/secrets")
         assert answer.status_code == 200, answer.text
         assert answer.json()["result"] == {"region": "eu-west-3", "unicode": "clé ✓ 鍵"}
